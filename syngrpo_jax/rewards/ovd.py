@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from syngrpo_jax.rewards.parsing import MAX_ABS_COORD
-from syngrpo_jax.rewards.rec import pairwise_iou
+from syngrpo_jax.rewards.rec import as_boxes, pairwise_iou
 
 # COCOeval's Params.setDetParams, built the same way so that the thresholds are the same floats.
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -31,20 +31,6 @@ _MATCH_THRESHOLDS = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)  # COCOeval: iou = min
 # Responses are evaluated in chunks of similar size (sorted by size, then cut where B * D * G would pass this),
 # so that padding to a chunk's largest response stays cheap and memory stays bounded whatever the batch holds.
 _CHUNK_ELEMENTS = 1 << 15
-
-
-def _check_boxes(x: Any, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be boxes [N, 4] (x1, y1, x2, y2), got {x!r}") from None
-    if arr.size == 0:
-        return np.zeros((0, 4), np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{name} must have shape [N, 4] (x1, y1, x2, y2), got shape {arr.shape}")
-    if not (np.abs(arr) <= MAX_ABS_COORD).all():  # False for NaN too
-        raise ValueError(f"{name} must be finite pixel coordinates with |x| <= {MAX_ABS_COORD:g}, got {arr.tolist()}")
-    return arr
 
 
 def _check_labels(labels: Any, n: int, name: str, allow_none: bool) -> list:
@@ -61,8 +47,8 @@ def check_detection_inputs(gt_boxes, gt_labels, pred_boxes, pred_labels, where: 
     """(gt [N, 4] float64, gt_labels list, pred [M, 4] float64, pred_labels list), validated: ValueError naming
     the argument for boxes not [N, 4] or not finite (|x| <= MAX_ABS_COORD), or labels not one string per box
     (None allowed among predicted labels)."""
-    gt = _check_boxes(gt_boxes, f"gt_boxes{where}")
-    pred = _check_boxes(pred_boxes, f"pred_boxes{where}")
+    gt = as_boxes(gt_boxes, f"gt_boxes{where}", single=False, max_abs=MAX_ABS_COORD)
+    pred = as_boxes(pred_boxes, f"pred_boxes{where}", single=False, max_abs=MAX_ABS_COORD)
     return (
         gt,
         _check_labels(gt_labels, gt.shape[0], f"gt_labels{where}", allow_none=False),

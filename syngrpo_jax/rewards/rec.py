@@ -13,17 +13,23 @@ import numpy as np
 ACC_IOU_THRESHOLD = 0.5
 
 
-def _boxes(x: Any, name: str) -> np.ndarray:
+def as_boxes(x: Any, name: str, *, single: bool = True, max_abs: float | None = None) -> np.ndarray:
+    """x as float64 boxes [N, 4] (x1, y1, x2, y2), or a ValueError naming `name` and the value.
+
+    single: a lone box of shape [4] is taken as [1, 4]. max_abs: every coordinate must be finite with |x| <= it.
+    """
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be boxes [N, 4] (x1, y1, x2, y2), got {x!r}") from None
     if arr.size == 0:
         return np.zeros((0, 4), np.float64)
-    if arr.ndim == 1:
+    if single and arr.ndim == 1:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise ValueError(f"{name} must be boxes of shape [N, 4] (x1, y1, x2, y2), got shape {arr.shape}")
+    if max_abs is not None and not (np.abs(arr) <= max_abs).all():  # False for NaN too
+        raise ValueError(f"{name} must be finite pixel coordinates with |x| <= {max_abs:g}, got {arr.tolist()}")
     return arr
 
 
@@ -32,7 +38,7 @@ def pairwise_iou(a: Any, b: Any) -> np.ndarray:
 
     IoU = |a ∩ b| / (|a| + |b| - |a ∩ b|).
     """
-    a, b = _boxes(a, "a"), _boxes(b, "b")
+    a, b = as_boxes(a, "a"), as_boxes(b, "b")
     with np.errstate(invalid="ignore", over="ignore"):
         ok_a = np.isfinite(a).all(1) & (a[:, 2] > a[:, 0]) & (a[:, 3] > a[:, 1])
         ok_b = np.isfinite(b).all(1) & (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
@@ -49,7 +55,7 @@ def pairwise_iou(a: Any, b: Any) -> np.ndarray:
 
 def box_iou(pred: Any, gt: Any) -> float:
     """IoU of two single boxes (x1, y1, x2, y2), in [0, 1]; degenerate or non-finite boxes -> 0."""
-    p, g = _boxes(pred, "pred"), _boxes(gt, "gt")
+    p, g = as_boxes(pred, "pred"), as_boxes(gt, "gt")
     if p.shape[0] != 1 or g.shape[0] != 1:
         raise ValueError(f"box_iou takes one box each, got pred shape {p.shape} and gt shape {g.shape}")
     return float(pairwise_iou(p, g)[0, 0])
