@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 
@@ -38,7 +37,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from syngrpo_jax.data import referring
+from syngrpo_jax.data import records, referring
 from syngrpo_jax.data.coco_detection import write_coco_detection
 from syngrpo_jax.data.qa_jsonl import write_qa_jsonl
 from syngrpo_jax.data.qa_scenes import DIFFICULTIES, QA_CATEGORIES, generate_qa
@@ -196,9 +195,7 @@ def generate(out_dir: str | os.PathLike, task: str, num: int, seed: int = 0, cfg
         write_coco_detection(samples, annotation, out_dir, category_names=SHAPES)
     else:
         write_qa_jsonl(samples, annotation, out_dir)
-    with open(os.path.join(out_dir, f"{task}_scenes.jsonl"), "w", encoding="utf-8") as f:
-        for scene in scenes:
-            f.write(json.dumps(scene) + "\n")
+    records.write_jsonl(scenes, os.path.join(out_dir, f"{task}_scenes.jsonl"))
     return samples
 
 

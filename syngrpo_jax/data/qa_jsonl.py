@@ -15,7 +15,6 @@ foreground elements the background rewriter must keep) with one label each, meta
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 
@@ -106,6 +105,4 @@ def qa_record(sample: Sample, image_root: str) -> dict:
 def write_qa_jsonl(samples: Iterable[Sample], path: str | os.PathLike, image_root: str | os.PathLike) -> None:
     """Writes QA samples one JSON object per line, images relative to `image_root`."""
     root = os.path.abspath(os.fspath(image_root))
-    with open(path, "w", encoding="utf-8") as f:
-        for sample in samples:
-            f.write(json.dumps(qa_record(sample, root)) + "\n")
+    records.write_jsonl((qa_record(sample, root) for sample in samples), path)

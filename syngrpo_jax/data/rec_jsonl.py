@@ -33,7 +33,6 @@ raises `RecordError` naming the file, line (or record), field and value.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable
@@ -195,6 +194,4 @@ def rec_record(sample: Sample, image_root: str) -> dict:
 def write_rec_jsonl(samples: Iterable[Sample], path: str | os.PathLike, image_root: str | os.PathLike) -> None:
     """Writes REC samples in the simple layout, one JSON object per line, images relative to `image_root`."""
     root = os.path.abspath(os.fspath(image_root))
-    with open(path, "w", encoding="utf-8") as f:
-        for sample in samples:
-            f.write(json.dumps(rec_record(sample, root)) + "\n")
+    records.write_jsonl((rec_record(sample, root) for sample in samples), path)

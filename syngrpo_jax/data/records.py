@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,13 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[Location, dict]]:
             if not isinstance(record, dict):
                 raise loc.error(None, record, f"expected a JSON object, got {type(record).__name__}")
             yield loc, record
+
+
+def write_jsonl(records: Iterable[Mapping], path: str | os.PathLike) -> None:
+    """Writes one JSON object per line (the layout `iter_jsonl` reads)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
 
 
 def load_json(path: str | os.PathLike) -> Any:
