@@ -95,6 +95,27 @@ def build_hf_model(config: Qwen25VLConfig, torch_dtype, device: str, seed: int):
     return model
 
 
+def flax_twin(hf, dtype, **kwargs):
+    """Our model with the weights of transformers' `hf`: save_pretrained to a temp dir, then from_pretrained."""
+    with tempfile.TemporaryDirectory() as tmp:
+        hf.save_pretrained(tmp)
+        return qwen2_5_vl.from_pretrained(tmp, dtype=dtype, **kwargs)
+
+
+def image_offsets(grid: np.ndarray) -> np.ndarray:
+    """Row offsets of each image's patches in the concatenated pixel_values: image i is [off[i], off[i + 1])."""
+    return np.concatenate([[0], np.cumsum(np.prod(grid, axis=1))])
+
+
+def one_image_requests(ids, mask, pixel_values, grid) -> list:
+    """The processor batch as rollout requests: prompt i = its unpadded tokens and its one image."""
+    from syngrpo_jax.rollout.base import RolloutRequest
+
+    off = image_offsets(grid)
+    return [RolloutRequest(ids[i][mask[i] > 0], pixel_values[off[i]:off[i + 1]], grid[i:i + 1])
+            for i in range(len(ids))]
+
+
 def make_batch(config: Qwen25VLConfig, batch: int, image_size: int, text_tokens: int, seed: int):
     """Processor arrays for `batch` prompts of one image each: (input_ids, attention_mask, pixel_values, grid).
 
@@ -225,9 +246,7 @@ def main(argv=None) -> int:
 
     print(f"building {args.config} ({args.dtype}) on torch:{device} / jax:{jax.default_backend()} ...", flush=True)
     hf = build_hf_model(config, torch_dtype, device, args.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        hf.save_pretrained(tmp)
-        flax_model = qwen2_5_vl.from_pretrained(tmp, dtype=jax_dtype, attention_impl=args.flax_attention)
+    flax_model = flax_twin(hf, jax_dtype, attention_impl=args.flax_attention)
     n_params = sum(p.numel() for p in hf.parameters())
 
     ids, mask, pixel_values, grid = make_batch(config, args.batch, args.image_size, args.text_tokens, args.seed)

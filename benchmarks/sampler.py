@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 import harness
@@ -25,7 +24,8 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from model_forward import build_hf_model, get_config, hf_kwargs, make_batch  # noqa: E402
+from model_forward import (build_hf_model, flax_twin, get_config, hf_kwargs, image_offsets,  # noqa: E402
+                           make_batch, one_image_requests)
 
 
 def main() -> int:
@@ -42,8 +42,7 @@ def main() -> int:
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "sampler.json"))
     a = p.parse_args()
 
-    from syngrpo_jax.models import qwen2_5_vl
-    from syngrpo_jax.rollout.base import RolloutRequest, SamplingParams
+    from syngrpo_jax.rollout.base import SamplingParams
     from syngrpo_jax.rollout.jax_sampler import JaxSampler
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -51,13 +50,10 @@ def main() -> int:
     load_before = harness.wait_for_quiet(a.max_load, timeout_s=600) if a.max_load else harness.load_average()
     config = get_config(a.config)
     hf = build_hf_model(config, torch_dtype, device, seed=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        hf.save_pretrained(tmp)
-        model = qwen2_5_vl.from_pretrained(tmp, dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[a.dtype])
+    model = flax_twin(hf, jnp.dtype(a.dtype))
     ids, mask, pixel_values, grid = make_batch(config, a.prompts, a.image_size, a.text_tokens, seed=1)
-    offsets = np.concatenate([[0], np.cumsum(np.prod(grid, axis=1))])
-    requests = [RolloutRequest(ids[i][mask[i] > 0], pixel_values[offsets[i]:offsets[i + 1]], grid[i:i + 1])
-                for i in range(a.prompts)]
+    offsets = image_offsets(grid)
+    requests = one_image_requests(ids, mask, pixel_values, grid)
     sampler = JaxSampler(model, suppress_token_ids=())
     params = SamplingParams(n=a.group, temperature=1.0, max_tokens=a.new_tokens, seed=0)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 import harness
@@ -30,7 +29,8 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from model_forward import FIRST_TEXT_ID, build_hf_model, get_config, hf_kwargs, make_batch, model_flops  # noqa: E402
+from model_forward import (FIRST_TEXT_ID, build_hf_model, flax_twin, get_config, hf_kwargs,  # noqa: E402
+                           image_offsets, make_batch, model_flops, one_image_requests)
 
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 per GPU
 
@@ -73,17 +73,13 @@ def main() -> int:
     from syngrpo_jax.grpo import train_step as ts
     from syngrpo_jax.grpo.batch import build_train_batch
     from syngrpo_jax.grpo.optimizer import make_optimizer
-    from syngrpo_jax.models import qwen2_5_vl
-    from syngrpo_jax.rollout.base import RolloutRequest
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[a.dtype]
     load_before = harness.wait_for_quiet(a.max_load, timeout_s=600) if a.max_load else harness.load_average()
     config = get_config(a.config)
     hf = build_hf_model(config, torch_dtype, device, seed=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        hf.save_pretrained(tmp)
-        model = qwen2_5_vl.from_pretrained(tmp, dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[a.dtype])
+    model = flax_twin(hf, jnp.dtype(a.dtype))
 
     ids, mask, pixel_values, grid = make_batch(config, a.prompts, a.image_size, a.text_tokens, seed=1)
     rng = np.random.default_rng(2)
@@ -91,10 +87,8 @@ def main() -> int:
     text_end = min(config.text.vocab_size, 151643)
     responses = rng.integers(FIRST_TEXT_ID, text_end, size=(n, a.response_tokens))
     advantages = rng.normal(size=n).astype(np.float32)
-    per_image = np.prod(grid, axis=1)
-    offsets = np.concatenate([[0], np.cumsum(per_image)])
-    requests = [RolloutRequest(ids[i][mask[i] > 0], pixel_values[offsets[i]:offsets[i + 1]], grid[i:i + 1])
-                for i in range(a.prompts)]
+    offsets = image_offsets(grid)
+    requests = one_image_requests(ids, mask, pixel_values, grid)
 
     # ---- ours
     graphdef, state = nnx.split(model)
