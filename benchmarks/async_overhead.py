@@ -12,7 +12,9 @@ process in a fresh workdir, as real runs are: several runs in one process slow d
   sync   method=grpo_offline_generation, synthesis.mode=sync: each step waits for its own batch's images
 (grpo and grpo_offline_generation have the same response format, rewards and loss.) The data server's procedural
 backend sleeps `delay` per job so one step's jobs take about as long as one training step, a GPU backend's
-latency emulated: delay = the `off` run's median step time / batch size, measured first in this process.
+latency emulated: delay = the `off` run's median step time / batch size, measured first in this process. Its
+real per-job CPU work (decode, masks, the procedural painting, paste, PNG encode: ~60 ms) shares the trainer's
+cores, so the server runs at niceness `--server_nice` (10, as configs/tiny_cpu.py sets it) and yields to training.
 
 The no-synthesis run is done first and again last (off, async, sync, off again) and its baseline is the mean
 of the two, so a drift in machine load during the benchmark shows up as a gap between them instead of as
@@ -73,6 +75,8 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--scale", default="demo", help="configs/tiny_cpu.py scale: demo (steps of ~2-3 s) or test")
     p.add_argument("--skip", type=int, default=2, help="leading steps left out (compilation)")
+    p.add_argument("--server_nice", type=int, default=10,
+                   help="the data server's niceness (configs/tiny_cpu.py's default): it shares the trainer's CPUs")
     p.add_argument("--max_load", type=float, default=0.0, help="first wait (up to 10 min) for a quieter machine")
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "async_overhead.json"))
     a = p.parse_args()
@@ -85,7 +89,7 @@ def main() -> int:
     delay = statistics.median(runs["off"]) / a.batch
     for mode in ("async", "sync"):
         run(os.path.join(root, mode), "method=grpo_offline_generation" + (",sync" if mode == "sync" else ""), a,
-            server_overrides=f"procedural_delay_s={delay:.4f}")
+            server_overrides=f"nice={a.server_nice},procedural_delay_s={delay:.4f}")
         runs[mode] = step_times(os.path.join(root, mode), a.skip)
     run(os.path.join(root, "off_again"), "method=grpo", a)
     runs["off_again"] = step_times(os.path.join(root, "off_again"), a.skip)
@@ -96,7 +100,8 @@ def main() -> int:
     result = {
         "benchmark": "async_overhead", "command": harness.command_line(), "machine": harness.machine_info(),
         "load_average_before": load_before, "load_average_after": harness.load_average(),
-        "steps": a.steps, "batch_size": a.batch, "skipped_steps": a.skip, "delay_per_job_s": delay,
+        "steps": a.steps, "batch_size": a.batch, "server_nice": a.server_nice, "skipped_steps": a.skip,
+        "delay_per_job_s": delay,
         "step_seconds": {k: {"median": median[k], "all": [round(x, 4) for x in v]} for k, v in runs.items()},
         "off_baseline_s": median["off"],
         "phase_medians_s": phases,
@@ -116,7 +121,8 @@ def main() -> int:
         "Median seconds per step of each phase:", "",
         harness.markdown_table(["run", *PHASES], [[k, *(phases[k][p] for p in PHASES)]
                                                   for k in ("off", "async", "sync", "off_again")]), "",
-        f"Emulated backend latency: {delay:.3f} s per job, {a.batch} jobs per step. Async overhead "
+        f"Emulated backend latency: {delay:.3f} s per job, {a.batch} jobs per step; server niceness "
+        f"{a.server_nice}. Async overhead "
         f"{100 * result['async_overhead']:+.1f}% (target <= 3%), sync {result['sync_ratio']:.2f}x (target >= 1.8x).",
     ])
     json_path, _ = harness.write_results(a.out, result, markdown)

@@ -47,6 +47,8 @@ def get_config(arg: str = "procedural") -> ml_collections.ConfigDict:
     c.dtype = "auto"  # "float16", "bfloat16", "float32", or "auto" (float16 on GPU, float32 on CPU)
     c.torch_threads = 0  # CPU threads for torch (0 = its default, one per core); on a CPU shared with a trainer
     #   use fewer: oversubscribed OpenMP threads slow the diffusers backend down by 5-10x
+    c.nice = 0  # 0-19 added to the process's niceness: on CPUs shared with a trainer, a positive value keeps the
+    #   server's decode/mask/encode work from slowing training steps (async synthesis hides the latency it adds)
     c.batch_size = 1  # jobs of equal image size and generation params run as one backend call, up to this many
     c.batch_wait_s = 0.0  # a batch that is not full waits this long for more equal jobs (latency for throughput)
     c.png_compress_level = 1  # 0-9 for the returned PNG (lossless at any level; 1 is fast)

@@ -46,6 +46,7 @@ def get_config(arg=None):
 
     c.synthesis.mode = "async"
     c.synthesis.server_config = "procedural"
+    c.synthesis.server_overrides = "nice=10"  # the server shares this machine's CPUs: let training go first
 
     c.eval.batch_size = 16
     c.eval.max_tokens = 96

@@ -467,6 +467,15 @@ def _exit_with_parent() -> None:
         sys.exit(1)
 
 
+def _lower_priority(nice) -> None:
+    """Raises this process's niceness by `nice` (0-19), so a server sharing CPUs with a trainer yields to it."""
+    if not (isinstance(nice, int) and not isinstance(nice, bool) and 0 <= nice <= 19):
+        log.error("config.nice=%r must be an integer from 0 to 19", nice)
+        sys.exit(2)
+    if nice:
+        os.nice(nice)
+
+
 def main(argv) -> None:
     from absl import flags
 
@@ -475,6 +484,7 @@ def main(argv) -> None:
                         stream=sys.stderr)
     _exit_with_parent()
     config = flags.FLAGS.config
+    _lower_priority(config.get("nice", 0))
     try:
         server = SynthServer(config)
     except BindRefused as e:

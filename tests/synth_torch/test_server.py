@@ -269,6 +269,17 @@ def test_cli_refuses_non_loopback_without_keys():
         start_local_server("procedural", overrides={"bind_address": "0.0.0.0"}, startup_timeout_s=60)
 
 
+def test_cli_nice_lowers_the_server_priority_and_bad_values_are_named():
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    server = start_local_server("procedural", overrides={"nice": 5}, startup_timeout_s=60)
+    try:
+        assert os.getpriority(os.PRIO_PROCESS, server.process.pid) == min(base + 5, 19)
+    finally:
+        server.stop()
+    with pytest.raises(RuntimeError, match="exited with code 2(.|\n)*config.nice=25"):
+        start_local_server("procedural", overrides={"nice": 25}, startup_timeout_s=60)
+
+
 def test_curve_refuses_clients_without_the_server_key(helpers, tmp_path):
     public_file, secret_file = curve_keys.write_keypair(tmp_path)
     server_key = curve_keys.load_public_key(public_file)
