@@ -47,7 +47,7 @@ from syngrpo_jax.parallel.mesh import make_mesh
 from syngrpo_jax.rewards.diversity import DiversitySmoother
 from syngrpo_jax.rewards.group_rewards import choose_descriptions, score_groups
 from syngrpo_jax.rollout.base import SamplingParams
-from syngrpo_jax.rollout.jax_sampler import JaxSampler
+from syngrpo_jax.rollout import registry
 from syngrpo_jax.rollout.requests import prepare_request
 from syngrpo_jax.synthesis.session import MODES as SYNTHESIS_MODES, SynthesisSession
 
@@ -81,7 +81,6 @@ def validate(config) -> methods.Method:
          f"must divide train.batch_size={config.train.batch_size}"),
         ("train.old_logp", config.train.old_logp, config.train.old_logp in OLD_LOGP_SOURCES,
          f"choose one of {OLD_LOGP_SOURCES}"),
-        ("rollout.engine", config.rollout.engine, config.rollout.engine == "jax", "only the native 'jax' engine"),
         ("rollout.max_tokens", config.rollout.max_tokens, config.rollout.max_tokens >= 1, "must be >= 1"),
         ("synthesis.mode", config.synthesis.mode, config.synthesis.mode in SYNTHESIS_MODES,
          f"choose one of {SYNTHESIS_MODES}"),
@@ -103,6 +102,7 @@ def validate(config) -> methods.Method:
     if config.model.path and not os.path.isfile(os.path.join(os.path.expanduser(config.model.path), "config.json")):
         raise FileNotFoundError(f"model.path={config.model.path!r}: no config.json there (a local HF checkpoint "
                                 f"directory is needed; nothing is downloaded)")
+    registry.check_engine(config.rollout.engine)
     loss_config(config).validate()
     for name, split in config.eval.splits.items():
         eval_data.split_fields(name, split)
@@ -218,7 +218,8 @@ def train(config, workdir: str) -> dict:
                          "pool": pool.state_dict(), "method": config.method})
 
     summary: dict = {"method": config.method, "workdir": workdir, "steps": steps, "start_step": start_step}
-    sampler = JaxSampler(pol.model, tokenizer, prompt_multiple=config.rollout.prompt_multiple)
+    sampler = registry.make_engine(config.rollout.engine, registry.EngineContext(
+        model=pol.model, tokenizer=tokenizer, model_dir=pol.model_dir, config=config, workdir=workdir))
     sampler.update_weights(params, start_step)
     evaluator = None
     if config.eval.splits:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Callable
+from typing import Callable, Iterator
 
 import jax
 import numpy as np
@@ -195,27 +195,62 @@ def _to_host(x) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
+def _flat_arrays(params) -> dict[tuple[str, ...], object]:
+    """Flax path -> array, from an nnx.State of parameters or its pure-dict form (what the trainer holds)."""
+    if isinstance(params, nnx.State):
+        return {key: var.get_value() for key, var in _flat_params(params).items()}
+    flat = {}
+
+    def walk(prefix, node):
+        if hasattr(node, "items"):
+            for k, v in node.items():
+                walk(prefix + (str(k),), v)
+        else:
+            flat[prefix] = node
+
+    walk((), params)
+    return flat
+
+
+def hf_tensor_specs(config: Qwen25VLConfig) -> list[tuple[str, tuple[int, ...]]]:
+    """(HF name, HF shape) of every tensor, in the order `iter_hf_tensors` yields them."""
+    return [(name, wm.hf_shape) for wm in weight_maps(config) for name in wm.hf_names()]
+
+
+def iter_hf_tensors(config: Qwen25VLConfig, params, *, dtype=None) -> Iterator[tuple[str, np.ndarray]]:
+    """(HF name, host array in HF layout) for every tensor, one at a time: the single HF name mapping that
+    export and weight pushes to an external rollout worker share. Each tensor is gathered from its shards when
+    it is reached, so the host holds one tensor at a time; with several processes every process must iterate
+    (the gather is collective). params: an nnx.State of parameters or its pure dict. dtype: the output dtype
+    (default: the parameters')."""
+    flat = _flat_arrays(params)
+    out_dtype = np.dtype(dtype) if dtype is not None else None
+    for wm in weight_maps(config):
+        array = flat[wm.path]
+        for i, name in enumerate(wm.hf_names()):
+            host = _to_host(array[i] if wm.num_layers else array)
+            yield name, np.ascontiguousarray(wm.to_hf(host)).astype(out_dtype or host.dtype, copy=False)
+
+
 def save_state(path, config: Qwen25VLConfig, state, *, dtype=None, max_shard_bytes: int = 5 * 1024**3) -> None:
     """Write params as an HF checkpoint directory, streaming: shards are planned from the config's tensor sizes,
     then each is written as soon as it is full, so the host holds at most one shard plus one tensor. With several
     processes, all take part in gathering each tensor and process 0 writes."""
-    params = _flat_params(state)
-    maps = weight_maps(config)
-    param_dtype = np.dtype(next(iter(params.values())).get_value().dtype)
+    params = _flat_arrays(state)
+    param_dtype = np.dtype(next(iter(params.values())).dtype)
     out_dtype = np.dtype(dtype) if dtype is not None else param_dtype
     writer = jax.process_index() == 0
 
-    # Plan: (name, weight map, layer) per shard, greedily filled up to max_shard_bytes.
-    plan: list[list[tuple[str, WeightMap, int | None]]] = [[]]
+    # Plan: how many tensors go in each shard, greedily filled up to max_shard_bytes (file names need the count).
+    plan: list[int] = [0]
     size = 0
-    for wm in maps:
-        nbytes = int(np.prod(wm.hf_shape)) * out_dtype.itemsize
-        for i, name in enumerate(wm.hf_names()):
-            if plan[-1] and size + nbytes > max_shard_bytes:
-                plan.append([])
-                size = 0
-            plan[-1].append((name, wm, i if wm.num_layers else None))
-            size += nbytes
+    for _, shape in hf_tensor_specs(config):
+        nbytes = int(np.prod(shape)) * out_dtype.itemsize
+        if plan[-1] and size + nbytes > max_shard_bytes:
+            plan.append(0)
+            size = 0
+        plan[-1] += 1
+        size += nbytes
     files = (["model.safetensors"] if len(plan) == 1 else
              [f"model-{k + 1:05d}-of-{len(plan):05d}.safetensors" for k in range(len(plan))])
 
@@ -224,12 +259,9 @@ def save_state(path, config: Qwen25VLConfig, state, *, dtype=None, max_shard_byt
         with open(os.path.join(path, "config.json"), "w") as f:
             json.dump(config.to_hf_dict(dtype=str(out_dtype)), f, indent=2, sort_keys=True)
     weight_map, total = {}, 0
-    for file, entries in zip(files, plan):
-        shard = {}
-        for name, wm, layer in entries:
-            array = params[wm.path].get_value()
-            host = _to_host(array if layer is None else array[layer])
-            shard[name] = np.ascontiguousarray(wm.to_hf(host)).astype(out_dtype, copy=False)
+    tensors = iter_hf_tensors(config, state, dtype=out_dtype)
+    for file, count in zip(files, plan):
+        shard = dict(next(tensors) for _ in range(count))
         if writer:
             safetensors_io.write_file(os.path.join(path, file), shard)
             weight_map.update({name: file for name in shard})

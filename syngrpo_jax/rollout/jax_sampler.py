@@ -158,3 +158,8 @@ def _decode(graphdef, state, logits, cache, key_valid, next_pos, rng, temperatur
     _, _, cache, _, done, tokens, logps, lengths, _ = jax.lax.while_loop(cond, body, carry)
     stopped = jnp.isin(jnp.take_along_axis(tokens, jnp.maximum(lengths - 1, 0)[:, None], axis=1)[:, 0], stop_ids)
     return tokens, logps, lengths, stopped & (lengths > 0), cache
+
+
+def from_context(context) -> JaxSampler:
+    """The registry's factory (rollout.engine="jax"): a sampler on the policy model itself."""
+    return JaxSampler(context.model, context.tokenizer, prompt_multiple=context.config.rollout.prompt_multiple)
