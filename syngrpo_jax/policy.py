@@ -20,6 +20,7 @@ from syngrpo_jax.models import qwen2_5_vl
 from syngrpo_jax.models.config import Qwen25VLConfig
 from syngrpo_jax.models.tiny import tiny_config
 from syngrpo_jax.processing.tiny_tokenizer import build_tiny_tokenizer
+from syngrpo_jax.processing.image import preprocessor_config
 from syngrpo_jax.processing.tokenizer import Tokenizer
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -79,6 +80,9 @@ def build_tiny(out_dir: str, tiny, seed: int, corpus: Sequence[str] = ()) -> str
         vision_heads=tiny.vision_heads, vision_intermediate_size=tiny.vision_intermediate_size,
         fullatt_block_indexes=tuple(tiny.fullatt_block_indexes))
     qwen2_5_vl.save_pretrained(qwen2_5_vl.init_random(config, seed=seed), tmp)
+    # A hub checkpoint's image-processor settings, so processors that read the directory (vLLM's) load it too.
+    with open(os.path.join(tmp, "preprocessor_config.json"), "w") as f:
+        json.dump(preprocessor_config(min_pixels=56 * 56, max_pixels=12845056), f, indent=2)
     os.replace(tmp, out_dir)
     return out_dir
 
