@@ -43,6 +43,8 @@ from syngrpo_jax.protocol.synthesis import ProtocolError, pack, unpack_header
 __all__ = ["ProtocolError", "pack", "unpack_header"]
 
 PROTOCOL_VERSION = 1
+ADMIN_TOKEN_ENV = "SYNGRPO_ROLLOUT_ADMIN_TOKEN"  # the worker's shutdown token (from its launcher's environment)
+PARENT_PID_ENV = "SYNGRPO_ROLLOUT_PARENT_PID"  # set by a launcher whose death should stop the worker
 OPS = ("ping", "stats", "generate", "process_images", "weights_bucket", "weights_commit", "weights_file",
        "shutdown")
 DTYPES = {"float32": 4, "bfloat16": 2, "float16": 2}
