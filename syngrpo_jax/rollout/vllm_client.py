@@ -91,7 +91,7 @@ class WorkerClient:
             if not self.alive():
                 code = self.process.process.returncode
                 raise WorkerError(f"{self.describe()} died (exit code {code}) during {op}\n--- its log, last "
-                                  f"lines ---\n{self.process.log(3000)}")
+                                  f"lines ---\n{self.process.log(1500)}")
             if time.monotonic() > deadline:
                 self._connect()  # a fresh socket: a late reply must not be taken for the next request's
                 raise WorkerError(f"{self.describe()} did not answer {op} within {timeout_s} s")

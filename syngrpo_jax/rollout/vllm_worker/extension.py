@@ -6,6 +6,10 @@ table of (name, dtype, shape, offset)), never tensors. The weights go through th
 `reload_weights` (checkpoint names and layouts in; the model's loaders fuse q/k/v, repack for the CPU kernels,
 shard for tensor parallelism), the only in-place path that works on the CPU backend: `model.load_weights`
 directly fails there on repacked linear layers.
+
+One thing reload_weights misses: with tied embeddings the LM head shares the embedding's weight but has no
+checkpoint tensor of its own, so it is never "loaded" and its derived state (the CPU backend's packed GEMM
+copy of the weight) keeps the old values. `refresh_tied_heads` rebuilds it from the updated shared weight.
 """
 from __future__ import annotations
 
@@ -26,6 +30,18 @@ def iter_tensors(buffer, table):
         yield name, torch.frombuffer(buffer, dtype=torch_dtype, count=count, offset=int(offset)).view(*shape)
 
 
+def refresh_tied_heads(model: torch.nn.Module) -> int:
+    """Re-run weight post-processing of every LM head whose weight is an embedding's; returns how many."""
+    from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead, VocabParallelEmbedding
+
+    embeddings = {m.weight.data_ptr() for m in model.modules()
+                  if isinstance(m, VocabParallelEmbedding) and not isinstance(m, ParallelLMHead)}
+    heads = [m for m in model.modules() if isinstance(m, ParallelLMHead) and m.weight.data_ptr() in embeddings]
+    for head in heads:
+        head.quant_method.process_weights_after_loading(head)
+    return len(heads)
+
+
 class WeightLoader:
     def syngrpo_load_weights(self, path: str, table: list) -> int:
         """Load every tensor of `table` from the raw file at `path`; returns how many were loaded."""
@@ -34,6 +50,7 @@ class WeightLoader:
             buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
         try:
             self.reload_weights(weights_iterator=iter_tensors(buffer, table))
+            refresh_tied_heads(self.model_runner.get_model())
         finally:
             try:
                 buffer.close()

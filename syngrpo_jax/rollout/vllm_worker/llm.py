@@ -7,6 +7,7 @@ Choices that make the worker sample exactly what the trainer later scores:
   preprocessing equals bit for bit (`_prefer_pil_image_processor`), so vLLM's pixel_values are the trainer's;
 - `logprobs_mode="processed_logprobs"`: log-probs of the distribution actually sampled from (temperature
   applied, banned tokens, top-k/top-p), not vLLM's default raw log-softmax;
+- pixels are normalised by that processor, not by vLLM's on-device fused normaliser (rounds differently);
 - the checkpoint's generation_config.json is ignored (`generation_config="vllm"`): only the request's
   parameters count, and only the request's stop ids stop a response (`ignore_eos`);
 - after every weight load the prefix (KV) cache and the encoder (vision embedding) cache are reset: both were
@@ -74,6 +75,9 @@ class VllmHost:
             distributed_executor_backend="uni" if settings.tensor_parallel_size == 1 else None,
             limit_mm_per_prompt={"image": settings.max_images, "video": 0},
             mm_processor_kwargs={"size": self.image_size()},
+            # Normalise pixels in the processor (PIL, float32 exactly like ours), not on the device from uint8:
+            # vLLM's fused device normalisation rounds differently, a few ulp off the trainer's pixels.
+            mm_device_do_normalize=False,
             worker_extension_cls="syngrpo_jax.rollout.vllm_worker.extension.WeightLoader")
         self.tokenizer = self.llm.get_tokenizer()
         hf_config = self.llm.llm_engine.model_config.hf_config
@@ -124,7 +128,12 @@ class VllmHost:
                 max_tokens=params["max_tokens"], stop_token_ids=params["stop_token_ids"], ignore_eos=True,
                 seed=prompt.seed, logprobs=0, logit_bias=self.banned, detokenize=False,
                 skip_special_tokens=False))
-        outputs = self.llm.generate(inputs, sampling, use_tqdm=False)
+        from vllm.exceptions import VLLMValidationError
+
+        try:
+            outputs = self.llm.generate(inputs, sampling, use_tqdm=False)
+        except VLLMValidationError as e:  # vLLM's own request checks (e.g. a prompt over max_model_len)
+            raise ValueError(str(e)) from e
         stop = set(params["stop_token_ids"])
         return [len(o.prompt_token_ids) for o in outputs], [
             [self._response(c, stop) for c in o.outputs] for o in outputs]
