@@ -28,9 +28,9 @@ from syngrpo_jax.protocol import rollout as proto
 from syngrpo_jax.rollout.base import RolloutRequest, SamplingParams
 from syngrpo_jax.rollout.jax_sampler import JaxSampler
 from syngrpo_jax.rollout.vllm_client import DEFAULT_PYTHON, WorkerError
-from syngrpo_jax.rollout.vllm_engine import engine_from_config
+from syngrpo_jax.rollout.vllm_engine import engine_from_config, prompt_seed, worker_prompt
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vllm_engine")]
+pytestmark = pytest.mark.xdist_group("vllm_engine")  # one worker for the module: its tests share one process
 
 MIN_PIXELS, MAX_PIXELS = 28 * 28 * 4, 28 * 28 * 16
 TINY = dict(vocab_size=512, hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=128,
@@ -101,6 +101,7 @@ def _assert_same(ours, ref, tokenizer):
         assert a.weight_version == b.weight_version
 
 
+@pytest.mark.slow
 def test_greedy_equals_the_jax_sampler(setup):
     model, tokenizer, engine = setup
     state = nnx.state(model, nnx.Param)
@@ -115,6 +116,7 @@ def test_greedy_equals_the_jax_sampler(setup):
     assert all(r.weight_version == 1 for r in _flat(ours))
 
 
+@pytest.mark.slow
 def test_the_worker_processes_images_to_the_trainers_pixels(setup):
     model, _, engine = setup
     for request in _requests(model, 1, [[(56, 84), (200, 60)], [(333, 517)]]):
@@ -130,6 +132,7 @@ def test_the_worker_processes_images_to_the_trainers_pixels(setup):
             np.testing.assert_array_equal(np.frombuffer(frames[0], "<f4").reshape(pixels.shape), pixels)
 
 
+@pytest.mark.slow
 def test_sampled_logprobs_agree_with_the_trainers(setup):
     """vLLM reports log-probs of the distribution it sampled from: softmax(logits / T) with the image
     placeholders banned (bias -100), i.e. the trainer's teacher-forced log p_T(y) minus log(1 - p_T(banned))."""
@@ -162,6 +165,7 @@ def test_sampled_logprobs_agree_with_the_trainers(setup):
     assert np.abs(batch.old_logp[0] - trainer[0])[valid].max() <= np.abs(log_kept[valid]).max() + LOGP_TOL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transfer,dtype,seed", [("file", "float32", 2), ("socket", "float32", 3),
                                                  ("file", "bfloat16", 4), ("socket", "bfloat16", 5)])
 def test_pushed_weights_change_outputs_and_match_the_jax_sampler(setup, transfer, dtype, seed):
@@ -199,6 +203,7 @@ def _raw_call(endpoint, frames):
         sock.close()
 
 
+@pytest.mark.slow
 def test_garbage_gets_error_replies_and_the_worker_keeps_serving(setup):
     model, _, engine = setup
     endpoint = engine.client.endpoint
@@ -238,6 +243,7 @@ def test_garbage_gets_error_replies_and_the_worker_keeps_serving(setup):
     assert all(len(r.token_ids) == 4 for r in _flat(out))
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_restarted_then_an_error_names_it(setup):
     model, _, engine = setup
     requests = _requests(model, 5, SIZES[:2])
@@ -253,3 +259,26 @@ def test_a_killed_worker_is_restarted_then_an_error_names_it(setup):
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(WorkerError, match=rf"(?s)rollout worker at tcp://127\.0\.0\.1:\d+ \(pid {pid}.*max_restarts=1"):
         engine.generate(requests, params)
+
+
+def test_worker_prompts_collapse_each_image_run_and_carry_the_exact_image():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(56, 84), (120, 40)]]
+    pv, grid = preprocess_images(images, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
+    pad = 9
+    runs = [int(np.prod(g)) // 4 for g in grid]
+    ids = [1, 2, 8] + [pad] * runs[0] + [7, 3, 8] + [pad] * runs[1] + [7, 4]
+    collapsed, pngs = worker_prompt(RolloutRequest(np.asarray(ids), pv, grid), image_token_id=pad)
+    assert collapsed == [1, 2, 8, pad, 7, 3, 8, pad, 7, 4]
+    decoded = [np.asarray(Image.open(io.BytesIO(b))) for b in pngs]
+    again, grid2 = preprocess_images(decoded, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
+    np.testing.assert_array_equal(again, pv)
+    np.testing.assert_array_equal(grid2, grid)
+    with pytest.raises(ValueError, match="placeholder runs"):
+        worker_prompt(RolloutRequest(np.asarray(ids[:-3] + [7, 4]), pv, grid), image_token_id=pad)  # a pad short
+
+
+def test_prompt_seeds_are_distinct_and_stable():
+    seeds = [prompt_seed(3, i) for i in range(100)]
+    assert len(set(seeds)) == 100 and all(0 <= s < 2**63 for s in seeds)
+    assert seeds == [prompt_seed(3, i) for i in range(100)] and prompt_seed(4, 0) != seeds[0]
