@@ -27,7 +27,8 @@ Reply headers: v, op, id, ok; on failure error: {code, message, field, limit} (c
     generate         weight_version: int, prompt_lens: [int] (prompt length after the worker expanded the
                      images), results: [[{ids: [int], logprobs: [float], text: str, finish: "stop"|"length"}]]
     process_images   grids: [[t, h, w]]; one frame: float32 pixel_values of all images, concatenated
-    weights_*        weight_version (after a commit/file: the new one), received: int (buckets so far)
+    weights_*        weight_version (after a commit/file: the new one), received: int (buckets so far);
+                     after a commit/file also load_s: float (seconds the engine took to load them)
     stats            stats: map
 """
 from __future__ import annotations

@@ -174,7 +174,7 @@ class VllmEngine(RolloutEngine):
         path = "socket"
         if self.transfer == "file" or (self.transfer == "auto" and self._same_host()):
             try:
-                nbytes = self._push_file(tensors, version)
+                nbytes, worker_s = self._push_file(tensors, version)
                 path = "file"
             except (OSError, WorkerReplyError) as e:
                 if self.transfer == "file":
@@ -183,32 +183,33 @@ class VllmEngine(RolloutEngine):
                 self.transfer = "socket"
                 tensors = iter_hf_tensors(self.config, params, dtype=self.push_dtype)
         if path == "socket":
-            nbytes = self._push_socket(tensors, version)
+            nbytes, worker_s = self._push_socket(tensors, version)
         seconds = time.perf_counter() - started
-        self.last_sync = {"path": path, "bytes": nbytes, "seconds": seconds, "version": version}
+        # worker_s: the worker loading them into vLLM (inside `seconds`, which spans gather, send and load)
+        self.last_sync = {"path": path, "bytes": nbytes, "seconds": seconds, "worker_s": worker_s, "version": version}
         log.info("weights v%d pushed via %s: %.1f MB in %.3f s", version, path, nbytes / 1e6, seconds)
 
-    def _push_file(self, tensors, version: int) -> int:
+    def _push_file(self, tensors, version: int) -> tuple[int, float]:
         directory = self._info["staging_dir"]
         path = os.path.join(directory, f"syngrpo-weights-{uuid.uuid4().hex}.bin")
         try:
             table, nbytes = weight_push.write_file(path, tensors)
-            self.client.call("weights_file", timeout_s=self.request_timeout_s, version=version, path=path,
-                             tensors=[e.to_wire() for e in table])
+            reply, _ = self.client.call("weights_file", timeout_s=self.request_timeout_s, version=version,
+                                        path=path, tensors=[e.to_wire() for e in table])
         finally:
             if os.path.exists(path):
                 os.unlink(path)
-        return nbytes
+        return nbytes, float(reply["load_s"])
 
-    def _push_socket(self, tensors, version: int) -> int:
+    def _push_socket(self, tensors, version: int) -> tuple[int, float]:
         update, count, nbytes = uuid.uuid4().hex, 0, 0
         for table, data in weight_push.buckets(tensors, self.bucket_bytes):
             self.client.call("weights_bucket", [data], timeout_s=self.request_timeout_s, update=update,
                              index=count, tensors=[e.to_wire() for e in table])
             count, nbytes = count + 1, nbytes + len(data)
-        self.client.call("weights_commit", timeout_s=self.request_timeout_s, update=update, version=version,
-                         buckets=count)
-        return nbytes
+        reply, _ = self.client.call("weights_commit", timeout_s=self.request_timeout_s, update=update,
+                                    version=version, buckets=count)
+        return nbytes, float(reply["load_s"])
 
 
 def engine_from_config(model_config, model_dir: str, config, workdir: str = "") -> VllmEngine:

@@ -166,6 +166,23 @@ def test_sampled_logprobs_agree_with_the_trainers(setup):
 
 
 @pytest.mark.slow
+def test_per_prompt_seeds_make_samples_independent_of_the_batch(setup):
+    """Each prompt's samples depend on (seed, its index) only: the same in a 24-prompt batch (more tokens than
+    one scheduler step takes) as alone, and again on a second call."""
+    model, _, engine = setup
+    requests = _requests(model, 6, SIZES * 6)
+    params = SamplingParams(n=8, temperature=1.0, max_tokens=3, seed=9)
+    batch = engine.generate(requests, params)
+    assert sum(len(r.prompt_ids) for r in requests) * 8 > 4096
+    assert [r.token_ids.tolist() for r in _flat(engine.generate(requests, params))] == [
+        r.token_ids.tolist() for r in _flat(batch)]
+    alone = engine.generate(requests[:2], params)
+    assert [r.token_ids.tolist() for r in _flat(alone)] == [r.token_ids.tolist() for r in _flat(batch[:2])]
+    other = engine.generate(requests[:2], SamplingParams(n=8, temperature=1.0, max_tokens=3, seed=10))
+    assert [r.token_ids.tolist() for r in _flat(other)] != [r.token_ids.tolist() for r in _flat(alone)]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("transfer,dtype,seed", [("file", "float32", 2), ("socket", "float32", 3),
                                                  ("file", "bfloat16", 4), ("socket", "bfloat16", 5)])
 def test_pushed_weights_change_outputs_and_match_the_jax_sampler(setup, transfer, dtype, seed):

@@ -65,7 +65,11 @@ class VllmHost:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(settings.kv_cache_gb))))
         _prefer_pil_image_processor()
         from vllm import LLM
+        from vllm.platforms import current_platform
 
+        # vLLM's CPU backend crashes ("CPU Generator does not use offset") when a prefill split across steps
+        # (chunked prefill) meets per-request seeds, which every request here has: prefill prompts whole.
+        cpu = current_platform.is_cpu()
         started = time.perf_counter()
         self.llm = LLM(
             model=settings.model, dtype=settings.dtype, max_model_len=settings.max_model_len,
@@ -78,6 +82,7 @@ class VllmHost:
             # Normalise pixels in the processor (PIL, float32 exactly like ours), not on the device from uint8:
             # vLLM's fused device normalisation rounds differently, a few ulp off the trainer's pixels.
             mm_device_do_normalize=False,
+            enable_chunked_prefill=not cpu, max_num_batched_tokens=max(settings.max_model_len, 8192) if cpu else None,
             worker_extension_cls="syngrpo_jax.rollout.vllm_worker.extension.WeightLoader")
         self.tokenizer = self.llm.get_tokenizer()
         hf_config = self.llm.llm_engine.model_config.hf_config

@@ -271,10 +271,10 @@ class RolloutWorker:
                 raise proto.ProtocolError("bad_field", f"commit says {buckets} buckets, {staging.received} "
                                           "arrived", field="buckets")
             staging.file.close()
-            self._load(staging.path, staging.table, staging.names, version)
+            seconds = self._load(staging.path, staging.table, staging.names, version)
         finally:
             staging.close()
-        return {"weight_version": self.weight_version, "received": buckets}, []
+        return {"weight_version": self.weight_version, "received": buckets, "load_s": seconds}, []
 
     def _op_weights_file(self, header, frames):
         self._no_frames("weights_file", frames)
@@ -294,12 +294,15 @@ class RolloutWorker:
                 raise proto.ProtocolError("bad_field", f"tensor {e.name!r} is repeated or lies beyond the file's "
                                           f"{size} bytes", field="tensors")
             names.add(e.name)
-        self._load(str(resolved), [e.to_wire() for e in entries], names, version)
-        return {"weight_version": self.weight_version, "received": 1}, []
+        seconds = self._load(str(resolved), [e.to_wire() for e in entries], names, version)
+        return {"weight_version": self.weight_version, "received": 1, "load_s": seconds}, []
 
-    def _load(self, path: str, table: list, names: set[str], version: int) -> None:
+    def _load(self, path: str, table: list, names: set[str], version: int) -> float:
+        """Loads a complete update into the engine; returns the seconds it took."""
         self.spec.check_complete(names)
         started = time.perf_counter()
         self.host.load_weights(path, table)
         self.weight_version = version
-        log.info("weights v%d loaded (%d tensors) in %.3f s", version, len(table), time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        log.info("weights v%d loaded (%d tensors) in %.3f s", version, len(table), seconds)
+        return seconds
