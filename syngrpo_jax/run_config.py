@@ -72,6 +72,28 @@ def paper_setting(c: ml_collections.ConfigDict, model: str) -> ml_collections.Co
     return c
 
 
+def vllm_settings() -> ml_collections.ConfigDict:
+    """rollout.vllm: the vLLM worker (rollout.engine="vllm"), started as a subprocess on loopback or reached at
+    `address`; see syngrpo_jax/rollout/vllm_engine.py."""
+    return ml_collections.ConfigDict(dict(
+        address="",  # tcp://host:port of a worker a launch script started; "" starts one here
+        server_public_key="",  # that worker's CURVE public key (Z85 or its server.key file) when off loopback
+        python="",  # the worker venv's python; "" -> <repo>/.venv-vllm/bin/python (built by `make setup`)
+        dtype="float32",  # vLLM's weight dtype (float32 | bfloat16 | float16); pushes are cast to it here
+        max_model_len=4096,  # prompt + response tokens per sequence
+        kv_cache_gb=1.0,  # CPU: KV cache size in GiB
+        gpu_memory_utilization=0.5,  # GPU: the share of the worker's GPU that vLLM may take
+        tensor_parallel_size=1,  # GPUs of one worker
+        visible_devices="",  # CUDA_VISIBLE_DEVICES of a local worker ("" inherits the trainer's)
+        max_images=4,  # images per prompt
+        weight_transfer="auto",  # auto (a /dev/shm file when the worker shares this host, else socket) | file | socket
+        bucket_mb=256,  # socket pushes: bucket size (host memory bound while pushing)
+        max_restarts=2,  # a local worker that dies is restarted this often, then the run stops naming it
+        startup_timeout_s=600.0,
+        request_timeout_s=1800.0,  # a generate or weight push taking longer counts as a dead worker
+    ))
+
+
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.method = "syn_grpo"  # see methods.METHODS; set through methods.configure so dependent fields follow
@@ -111,24 +133,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.rollout.max_tokens = 256
     c.rollout.prompt_multiple = 64  # prompt lengths are padded to multiples of this (bounded recompiles)
     c.rollout.response_multiple = 0  # responses are padded to multiples of this in the update; 0: max_tokens
-    # The vLLM worker (rollout.engine="vllm"): started as a subprocess on loopback, or reached at `address`.
-    c.rollout.vllm = ml_collections.ConfigDict(dict(
-        address="",  # tcp://host:port of a worker a launch script started; "" starts one here
-        server_public_key="",  # that worker's CURVE public key (Z85 or its server.key file) when off loopback
-        python="",  # the worker venv's python; "" -> <repo>/.venv-vllm/bin/python (built by `make setup`)
-        dtype="float32",  # vLLM's weight dtype (float32 | bfloat16 | float16); pushes are cast to it here
-        max_model_len=4096,  # prompt + response tokens per sequence
-        kv_cache_gb=1.0,  # CPU: KV cache size in GiB
-        gpu_memory_utilization=0.5,  # GPU: the share of the worker's GPU that vLLM may take
-        tensor_parallel_size=1,  # GPUs of one worker
-        visible_devices="",  # CUDA_VISIBLE_DEVICES of a local worker ("" inherits the trainer's)
-        max_images=4,  # images per prompt
-        weight_transfer="auto",  # auto (a /dev/shm file when the worker shares this host, else socket) | file | socket
-        bucket_mb=256,  # socket pushes: bucket size (host memory bound while pushing)
-        max_restarts=2,  # a local worker that dies is restarted this often, then the run stops naming it
-        startup_timeout_s=600.0,
-        request_timeout_s=1800.0,  # a generate or weight push taking longer counts as a dead worker
-    ))
+    c.rollout.vllm = vllm_settings()  # rollout.engine="vllm"
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 20  # prompts per step

@@ -212,9 +212,26 @@ class VllmEngine(RolloutEngine):
         return nbytes, float(reply["load_s"])
 
 
+def check_settings(v) -> None:
+    """rollout.vllm values that would fail later, refused now with the field and value named."""
+    checks = [
+        ("dtype", v.dtype, v.dtype in ("float32", "bfloat16", "float16"), "choose float32, bfloat16 or float16"),
+        ("weight_transfer", v.weight_transfer, v.weight_transfer in TRANSFERS, f"choose one of {TRANSFERS}"),
+        ("address", v.address, not v.address or v.address.startswith("tcp://"), "must be tcp://host:port or empty"),
+        ("max_model_len", v.max_model_len, v.max_model_len >= 16, "must be >= 16"),
+        ("bucket_mb", v.bucket_mb, v.bucket_mb >= 1, "must be >= 1"),
+        ("max_restarts", v.max_restarts, v.max_restarts >= 0, "must be >= 0"),
+        ("max_images", v.max_images, v.max_images >= 1, "must be >= 1"),
+    ]
+    for field, value, ok, why in checks:
+        if not ok:
+            raise ValueError(f"rollout.vllm.{field}={value!r}: {why}")
+
+
 def engine_from_config(model_config, model_dir: str, config, workdir: str = "") -> VllmEngine:
     """The engine that `config.rollout.vllm` describes (a subprocess worker, or the one at its address)."""
     v = config.rollout.vllm
+    check_settings(v)
     if v.address:
         connect = lambda: WorkerClient(v.address, server_public_key=v.server_public_key or None)  # noqa: E731
     else:
@@ -227,7 +244,7 @@ def engine_from_config(model_config, model_dir: str, config, workdir: str = "") 
         connect = lambda: launch_worker(model_dir, python=v.python, args=args, log_path=log_path,  # noqa: E731
                                         startup_timeout_s=v.startup_timeout_s, extra_env=env)
     return VllmEngine(model_config, connect, restartable=not v.address, max_restarts=v.max_restarts,
-                      push_dtype=v.dtype if v.dtype != "auto" else "float32", transfer=v.weight_transfer,
+                      push_dtype=v.dtype, transfer=v.weight_transfer,
                       bucket_bytes=int(v.bucket_mb) << 20, request_timeout_s=v.request_timeout_s)
 
 

@@ -28,7 +28,7 @@ from syngrpo_jax.protocol import rollout as proto
 from syngrpo_jax.rollout.base import RolloutRequest, SamplingParams
 from syngrpo_jax.rollout.jax_sampler import JaxSampler
 from syngrpo_jax.rollout.vllm_client import DEFAULT_PYTHON, WorkerError
-from syngrpo_jax.rollout.vllm_engine import engine_from_config, prompt_seed, worker_prompt
+from syngrpo_jax.rollout.vllm_engine import check_settings, engine_from_config, prompt_seed, worker_prompt
 
 pytestmark = pytest.mark.xdist_group("vllm_engine")  # one worker for the module: its tests share one process
 
@@ -299,3 +299,12 @@ def test_prompt_seeds_are_distinct_and_stable():
     seeds = [prompt_seed(3, i) for i in range(100)]
     assert len(set(seeds)) == 100 and all(0 <= s < 2**63 for s in seeds)
     assert seeds == [prompt_seed(3, i) for i in range(100)] and prompt_seed(4, 0) != seeds[0]
+
+
+@pytest.mark.parametrize("field,value", [("dtype", "int8"), ("weight_transfer", "pigeon"), ("address", "host:1"),
+                                         ("max_restarts", -1)])
+def test_bad_settings_are_named(field, value):
+    settings = run_config.base_config().rollout.vllm
+    settings[field] = value
+    with pytest.raises(ValueError, match=rf"rollout\.vllm\.{field}="):
+        check_settings(settings)
