@@ -138,3 +138,43 @@ def test_shutdown_needs_the_token(worker):
     w, _ = worker
     assert call(w, "shutdown", token="nope")["error"]["code"] == "unauthorized" and not w._stop
     assert call(w, "shutdown", token="secret")["ok"] and w._stop
+
+
+def test_a_curve_worker_answers_only_clients_with_its_key(worker, tmp_path):
+    import threading
+
+    import zmq
+
+    from syngrpo_jax.protocol import curve_keys, endpoints
+    from syngrpo_jax.rollout.vllm_client import WorkerClient, WorkerError
+
+    w, _ = worker
+    public_file, secret_file = curve_keys.write_keypair(tmp_path / "keys")
+    ctx = zmq.Context()
+    sock, endpoint, _ = endpoints.bind_router(ctx, "127.0.0.1", 0, curve_keys.load_secret_keypair(secret_file),
+                                              max_message_bytes=1 << 20)
+    thread = threading.Thread(target=w.serve, args=(sock,), daemon=True)
+    thread.start()
+    try:
+        good = WorkerClient(endpoint, server_public_key=str(public_file))
+        assert good.call("ping", timeout_s=10)[0]["ready"]
+        good.stop()
+        plain = WorkerClient(endpoint)
+        with pytest.raises(WorkerError, match="did not answer ping"):
+            plain.call("ping", timeout_s=1.0)
+        plain.stop()
+    finally:
+        w._stop = True
+        thread.join(5)
+        sock.close(linger=0)
+        ctx.term()
+
+
+def test_the_worker_refuses_an_open_bind_without_keys():
+    """Before vLLM loads (the model path does not even exist)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "syngrpo_jax.rollout.vllm_worker", "--model=/nonexistent",
+                          "--bind_address=0.0.0.0"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "refusing to bind '0.0.0.0'" in out.stderr and "CURVE" in out.stderr
