@@ -181,8 +181,12 @@ def main() -> int:
             a.group * a.new_tokens) * config.train.batch_size / a.prompts
     finally:
         engine.close()
+    wide_error = None
     if "wide" in a.sync_models:
-        sync += wide_sync(root, config, a.repeats)
+        try:  # the demo's numbers are kept even if a worker for the wide model cannot start (memory, ...)
+            sync += wide_sync(root, config, a.repeats)
+        except RuntimeError as e:
+            wide_error = str(e).splitlines()[0]
 
     demo_file = next((r for r in sync if r["model"] == "demo" and r["path"] == "file"), None)
     result = {
@@ -191,7 +195,8 @@ def main() -> int:
         "prompts": a.prompts, "group": a.group, "new_tokens": a.new_tokens, "generated_tokens": tokens,
         "parameters": int(sum(x.size for x in jax.tree.leaves(nnx.state(pol.model, nnx.Param)))),
         "seconds": med, "tokens_per_s": tps, "ratio_vllm_over_jax": tps["vllm"] / tps["jax"],
-        "greedy_tokens_agreeing_of_16": agree, "weight_sync": sync, "demo_update_s": update_s,
+        "greedy_tokens_agreeing_of_16": agree, "weight_sync": sync, "wide_sync_error": wide_error,
+        "demo_update_s": update_s,
         "demo_rollout_s_estimate": rollout_demo_s,
         "demo_sync_share_of_update": demo_file["seconds"] / update_s if demo_file else None,
         "demo_sync_share_of_step": demo_file["seconds"] / (update_s + rollout_demo_s + demo_file["seconds"])
