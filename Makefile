@@ -41,7 +41,8 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest tests -n 2 --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 
-demo: setup
+# The demo needs only the project's environment (the JAX sampler rolls out), not the vLLM worker's.
+demo: $(VENV)/.installed
 	$(PY) -m syngrpo_jax.train --config=configs/tiny_cpu.py --workdir=$(WORKDIR)
 
 clean:
