@@ -62,7 +62,6 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from collections import defaultdict
 from typing import Any, Mapping, Sequence
 
@@ -73,6 +72,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from syngrpo_jax import eval_data
+from syngrpo_jax.atomic_write import atomic_write
 from syngrpo_jax.checkpoints import Checkpointer
 from syngrpo_jax.data.sample import Sample
 from syngrpo_jax.models.qwen2_5_vl import Qwen25VL
@@ -389,8 +389,8 @@ class Evaluator:
         out = {"step": step, "source": source, "response_format": self.fmt, "splits": results}
         if out_dir is not None and jax.process_index() == 0:
             os.makedirs(out_dir, exist_ok=True)
-            _write_atomic(os.path.join(out_dir, METRICS_FILE), json.dumps(out, indent=2) + "\n")
-            _write_atomic(os.path.join(out_dir, PREDICTIONS_FILE), "".join(json.dumps(r) + "\n" for r in records))
+            atomic_write(os.path.join(out_dir, METRICS_FILE), json.dumps(out, indent=2) + "\n")
+            atomic_write(os.path.join(out_dir, PREDICTIONS_FILE), "".join(json.dumps(r) + "\n" for r in records))
         return out
 
 
@@ -402,13 +402,6 @@ def evaluate_model(policy, tokenizer, config, splits: Mapping[str, Sequence[Samp
 
 
 # ------------------------------------------------------------------------------------------------------ outputs
-
-
-def _write_atomic(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=os.path.basename(path) + ".")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -430,14 +423,14 @@ def write_table(eval_root: str) -> list[dict]:
     rows.sort(key=lambda r: r["step"])
     columns = list(dict.fromkeys(k for r in rows for k in r))
     if jax.process_index() == 0 and rows:
-        _write_atomic(os.path.join(eval_root, TABLE_JSON), json.dumps({"columns": columns, "rows": rows}, indent=2))
+        atomic_write(os.path.join(eval_root, TABLE_JSON), json.dumps({"columns": columns, "rows": rows}, indent=2))
 
         def cell(v):
             return "" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
         lines = ["| " + " | ".join(columns) + " |", "|" + "---:|" * len(columns)]
         lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
-        _write_atomic(os.path.join(eval_root, TABLE_MD), "\n".join(lines) + "\n")
+        atomic_write(os.path.join(eval_root, TABLE_MD), "\n".join(lines) + "\n")
     return rows
 
 

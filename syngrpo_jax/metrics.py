@@ -21,11 +21,12 @@ import logging
 import math
 import numbers
 import os
-import tempfile
 import time
 from typing import Any, Mapping
 
 import numpy as np
+
+from syngrpo_jax.atomic_write import atomic_write
 
 FILENAME = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -106,21 +107,6 @@ def read_metrics(path_or_workdir: str | os.PathLike) -> list[dict]:
         return _parse_lines(f.read(), path)[0]
 
 
-def _atomic_write(path: str, text: str) -> None:
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".metrics-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class MetricsWriter:
     """Appends `{"step", "time", **scalars}` lines to `<workdir>/metrics.jsonl` and scalars to TensorBoard.
 
@@ -160,7 +146,7 @@ class MetricsWriter:
         if resume_step is not None and len(kept) < len(records):
             log.info("%s: resuming at step %d, removing %d later records", self.path, resume_step,
                      len(records) - len(kept))
-        _atomic_write(self.path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
+        atomic_write(self.path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
 
     def write(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Record the scalars of one step. Keys are metric names (slashes group them); values are scalars."""

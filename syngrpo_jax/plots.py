@@ -22,6 +22,7 @@ state), so plotting from a training process opens no window and leaks no figures
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import math
@@ -33,6 +34,7 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from syngrpo_jax.atomic_write import atomic_write
 from syngrpo_jax.metrics import read_metrics
 
 log = logging.getLogger(__name__)
@@ -458,10 +460,9 @@ def plot_gallery(workdir: str, out_path: str, max_epochs: int | None = None, max
 
 
 def _save(fig: Figure, out_path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    tmp = out_path + ".tmp.png"
-    fig.savefig(tmp, dpi=fig.dpi)
-    os.replace(tmp, out_path)  # a viewer polling the file never sees half a PNG
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=fig.dpi)
+    atomic_write(out_path, png.getvalue())  # a viewer polling the file never sees half a PNG
 
 
 def plot_all(workdirs: str | Sequence[str], out_dir: str | None = None, labels: Sequence[str] | None = None,

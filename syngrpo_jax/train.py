@@ -33,6 +33,7 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from syngrpo_jax import eval_data, methods, plots, policy as policy_lib, sft
+from syngrpo_jax.atomic_write import atomic_write_json
 from syngrpo_jax.checkpoints import Checkpointer
 from syngrpo_jax.evaluate import Evaluator, scalar_metrics, write_table
 from syngrpo_jax.data.pool import DataPool
@@ -393,10 +394,7 @@ def _write_gallery(workdir: str, pool: DataPool, n: int) -> None:
         tracked.append({"sample_id": sid, "original": pool.original(sid).image_path, "history": [
             {"version": v.version, "epoch": v.epoch or 0, "step": v.applied_step or 0, "path": v.image_path,
              "description": v.description or ""} for v in pool.history(sid)]})
-    tmp = os.path.join(workdir, "gallery.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump({"tracked": tracked}, f, indent=1)
-    os.replace(tmp, os.path.join(workdir, "gallery.json"))
+    atomic_write_json(os.path.join(workdir, "gallery.json"), {"tracked": tracked}, indent=1)
 
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file (configs/*.py[:arg]).", lock_config=True)

@@ -61,13 +61,13 @@ import math
 import numbers
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from syngrpo_jax.atomic_write import atomic_write
 from syngrpo_jax.data.sample import Sample, probe_image_size
 
 SAMPLING_MODES = ("uniform", "difficulty")
@@ -330,7 +330,7 @@ class DataPool:
         version = head.version + 1
         rel = self.synth_path(sid, version)
         path = os.path.join(self.workdir, rel)
-        _write_atomic(path, png_bytes)
+        atomic_write(path, png_bytes)
         self._push(sid, Version(version=version, kind="synthesized", image_path=path, path=rel,
                                 description=description, submitted_step=submitted_step, applied_step=applied_step,
                                 job_id=job_id, epoch=self.epoch, meta=meta))
@@ -606,22 +606,3 @@ class DataPool:
             raise PoolError(f"{where}.meta", meta, "must be a dict or None")
         return Version(version=expected_version, kind=kind, image_path=image_path, path=rel,
                        description=description, job_id=job_id, meta=meta, **steps)
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    """Write via a temp file in the same directory + rename, so readers never see a partial PNG."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
