@@ -26,10 +26,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from syngrpo_jax import run_dir
 from syngrpo_jax.atomic_write import atomic_write
 
-FILENAME = "metrics.jsonl"
-TENSORBOARD_DIR = "tensorboard"
 _RESERVED = ("step", "time")
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ log = logging.getLogger(__name__)
 def metrics_path(path_or_workdir: str | os.PathLike) -> str:
     """`<workdir>/metrics.jsonl` for a directory, the path itself for a file."""
     path = os.fspath(path_or_workdir)
-    return os.path.join(path, FILENAME) if os.path.isdir(path) else path
+    return os.path.join(path, run_dir.METRICS_FILE) if os.path.isdir(path) else path
 
 
 def to_scalar(key: str, value: Any) -> bool | int | float:
@@ -121,7 +120,7 @@ class MetricsWriter:
             raise ValueError(f"resume_step must be an int or None, got {resume_step!r}")
         self.workdir = os.path.abspath(os.fspath(workdir))
         os.makedirs(self.workdir, exist_ok=True)
-        self.path = os.path.join(self.workdir, FILENAME)
+        self.path = os.path.join(self.workdir, run_dir.METRICS_FILE)
         self._prepare_file(resume_step)
         self._file = open(self.path, "a", encoding="utf-8")
         self._tb = None
@@ -130,7 +129,7 @@ class MetricsWriter:
 
             # purge_step: TensorBoard hides this run's earlier events from resume_step + 1 on, so the repeated
             # steps are not drawn twice.
-            self._tb = SummaryWriter(os.path.join(self.workdir, TENSORBOARD_DIR), flush_secs=tensorboard_flush_secs,
+            self._tb = SummaryWriter(os.path.join(self.workdir, run_dir.TENSORBOARD), flush_secs=tensorboard_flush_secs,
                                      purge_step=None if resume_step is None else resume_step + 1)
 
     def _prepare_file(self, resume_step: int | None) -> None:

@@ -34,12 +34,12 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from syngrpo_jax import run_dir
 from syngrpo_jax.atomic_write import atomic_write
 from syngrpo_jax.metrics import read_metrics
 
 log = logging.getLogger(__name__)
 
-GALLERY_FILE = "gallery.json"
 DEFAULT_SMOOTHING = 0.6  # for the CLI and plot_all: light, and the raw values stay visible behind
 
 # (title, [(metric, legend suffix, linestyle, smoothed?)]). V_global is already an EMA: never smoothed again.
@@ -126,7 +126,7 @@ def _labels(workdirs: Sequence[str], labels: Sequence[str] | None) -> list[str]:
 def load_runs(workdirs: Sequence[str], labels: Sequence[str] | None = None) -> list[Run]:
     runs = []
     for workdir, label in zip(workdirs, _labels(workdirs, labels)):
-        path = os.path.join(workdir, "metrics.jsonl")
+        path = os.path.join(workdir, run_dir.METRICS_FILE)
         if not os.path.exists(path):
             raise FileNotFoundError(f"workdir {workdir!r} has no metrics.jsonl")
         runs.append(Run(label, workdir, read_metrics(path)))
@@ -393,7 +393,7 @@ def plot_gallery(workdir: str, out_path: str, max_epochs: int | None = None, max
     max_samples   at most this many rows (the first ones).
     Missing or unreadable image files are drawn as grey placeholders.
     """
-    path = os.path.join(workdir, GALLERY_FILE)
+    path = os.path.join(workdir, run_dir.GALLERY_FILE)
     with open(path, encoding="utf-8") as f:
         tracked = _check_gallery(json.load(f), path)
     if max_samples is not None:
@@ -401,7 +401,7 @@ def plot_gallery(workdir: str, out_path: str, max_epochs: int | None = None, max
     if not tracked:
         raise ValueError(f"{path}: no tracked samples")
     last_epoch = max([_entry_epoch(h) for t in tracked for h in t.get("history", [])] + [0])
-    if metrics_epochs and os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+    if metrics_epochs and os.path.exists(os.path.join(workdir, run_dir.METRICS_FILE)):
         _, epochs_logged = metric_series(read_metrics(workdir), "epoch")
         finite = epochs_logged[np.isfinite(epochs_logged)]
         if len(finite):
@@ -472,7 +472,7 @@ def plot_all(workdirs: str | Sequence[str], out_dir: str | None = None, labels: 
     A figure that fails is logged and skipped, so a plotting problem at the end of a run never fails the run.
     """
     workdirs = [os.fspath(workdirs)] if isinstance(workdirs, str | os.PathLike) else [os.fspath(w) for w in workdirs]
-    out_dir = out_dir or os.path.join(workdirs[0], "plots")
+    out_dir = out_dir or run_dir.RunDir(workdirs[0]).plots
     names = _labels(workdirs, labels)
     written = []
 
@@ -484,14 +484,14 @@ def plot_all(workdirs: str | Sequence[str], out_dir: str | None = None, labels: 
         except Exception:  # noqa: BLE001 - see docstring
             log.exception("plots: %s failed", name)
 
-    with_metrics = [w for w in workdirs if os.path.exists(os.path.join(w, "metrics.jsonl"))]
+    with_metrics = [w for w in workdirs if os.path.exists(os.path.join(w, run_dir.METRICS_FILE))]
     metric_labels = [n for w, n in zip(workdirs, names) if w in with_metrics]
     if with_metrics:
         attempt("curves.png", plot_curves, with_metrics, labels=metric_labels, smoothing=smoothing)
         attempt("training.png", plot_training, with_metrics, labels=metric_labels, smoothing=smoothing)
         attempt("timing.png", plot_timing, with_metrics, labels=metric_labels)
     for workdir, name in zip(workdirs, names):
-        if os.path.exists(os.path.join(workdir, GALLERY_FILE)):
+        if os.path.exists(os.path.join(workdir, run_dir.GALLERY_FILE)):
             filename = "gallery.png" if len(workdirs) == 1 else f"gallery_{name.replace(os.sep, '_')}.png"
             attempt(filename, plot_gallery, workdir, max_epochs=max_epochs)
     return written

@@ -21,6 +21,7 @@ from syngrpo_jax.models.config import Qwen25VLConfig
 from syngrpo_jax.models.tiny import tiny_config
 from syngrpo_jax.processing.tiny_tokenizer import build_tiny_tokenizer
 from syngrpo_jax.processing.tokenizer import Tokenizer
+from syngrpo_jax.run_dir import RunDir
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
@@ -94,7 +95,7 @@ def resolve_model_dir(model_cfg, workdir: str, seed: int, corpus: Sequence[str] 
     if model_cfg.get("tiny") is None:
         raise ValueError("model.path is empty and model.tiny is not set: give a checkpoint directory or a tiny "
                          "architecture")
-    return build_tiny(os.path.join(workdir, "tiny_model"), model_cfg.tiny, seed, corpus)
+    return build_tiny(RunDir(workdir).tiny_model, model_cfg.tiny, seed, corpus)
 
 
 def load_policy(model_cfg, workdir: str, *, seed: int = 0, mesh=None, corpus: Sequence[str] = ()) -> Policy:

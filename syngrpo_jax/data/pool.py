@@ -67,6 +67,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from syngrpo_jax import run_dir
 from syngrpo_jax.atomic_write import atomic_write
 from syngrpo_jax.data.sample import Sample, probe_image_size
 
@@ -294,7 +295,7 @@ class DataPool:
 
     def synth_path(self, sample_id: str, version: int) -> str:
         """Where version `version` of the sample is (or would be) written, relative to the workdir."""
-        return os.path.join("synth", self._dirs[self._check_id(sample_id)], f"v{int(version)}.png")
+        return os.path.join(run_dir.SYNTH, self._dirs[self._check_id(sample_id)], f"v{int(version)}.png")
 
     def replace(self, sample_id: str, png_bytes: bytes, *, description: str, submitted_step: int,
                 applied_step: int, job_id: str | None = None, meta: Mapping | None = None) -> bool:
