@@ -61,7 +61,7 @@ DESCRIPTION_SOURCES = ("policy", "random", "file")
 # ---- configuration ---------------------------------------------------------------------------------------------
 
 def loss_config(config) -> ts.LossConfig:
-    return ts.LossConfig(**{k: config.loss[k] for k in config.loss}, temperature=config.rollout.temperature or 1.0)
+    return ts.LossConfig.from_config(config)
 
 
 def total_steps(config, num_samples: int) -> int:

@@ -26,13 +26,14 @@ of the batch they are given, so selecting per micro-batch differs from selecting
 and gradient are exact *given* the selection). Metrics are ``MetricSum(total, count)`` pairs and accumulate
 exactly like the loss.
 
-Configuration arguments are static Python values checked on the host (so under ``jax.jit`` they must be static
+The settings are one ``LossConfig`` (every field spelled once, passed whole): static Python values checked on the host (so under ``jax.jit`` they must be static
 arguments or closed over); bad values raise ``ValueError`` naming the field and the value. The coefficients
 ``kl_coef`` and ``entropy_coef`` may also be traced scalars (schedules); then they are not range-checked and
 their term is always computed.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -348,42 +349,81 @@ def _static_zero(x) -> bool:
     return _is_number(x) and x == 0
 
 
-def check_loss_config(
-    *, clip_low, clip_high, dual_clip, agg, norm_constant, kl_coef, kl_estimator, kl_straight_through,
-    entropy_coef, cov_mode, clip_cov_ratio, clip_cov_lb, clip_cov_ub, kl_cov_ratio, kl_cov_coef, rng,
-) -> None:
-    """Raise ValueError naming the field and value for a configuration `policy_loss` cannot run (host-side, so
-    callers can check a whole config before anything is compiled)."""
-    if not (_is_number(clip_low) and 0.0 <= clip_low < 1.0):
-        raise ValueError(f"clip_low must be in [0, 1), got {clip_low!r}")
-    if not (_is_number(clip_high) and clip_high >= 0.0):
-        raise ValueError(f"clip_high must be >= 0, got {clip_high!r}")
-    if dual_clip is not None and not (_is_number(dual_clip) and dual_clip > 1.0):
-        raise ValueError(f"dual_clip must be None or > 1, got {dual_clip!r}")
-    _lookup(AGGREGATIONS, "agg", agg)
-    _check_norm_constant(agg, norm_constant)
-    _lookup(KL_ESTIMATORS, "kl_estimator", kl_estimator)
-    if not isinstance(kl_straight_through, bool):
-        raise ValueError(f"kl_straight_through must be a bool, got {kl_straight_through!r}")
-    if _is_number(kl_coef) and not kl_coef >= 0.0:
-        raise ValueError(f"kl_coef must be >= 0, got {kl_coef!r}")
-    if _is_number(entropy_coef) and not math.isfinite(entropy_coef):
-        raise ValueError(f"entropy_coef must be finite, got {entropy_coef!r}")
-    if cov_mode is not None and cov_mode not in COV_MODES:
-        raise ValueError(f"cov_mode={cov_mode!r} is unknown; known: None, {', '.join(map(repr, COV_MODES))}")
-    if cov_mode == "clip_cov":
-        if not (_is_number(clip_cov_ratio) and 0.0 < clip_cov_ratio <= 1.0):
-            raise ValueError(f"clip_cov_ratio must be in (0, 1], got {clip_cov_ratio!r}")
-        if not (_is_number(clip_cov_lb) and _is_number(clip_cov_ub) and clip_cov_lb < clip_cov_ub):
-            raise ValueError(f"clip_cov_lb must be < clip_cov_ub, got clip_cov_lb={clip_cov_lb!r}, "
-                             f"clip_cov_ub={clip_cov_ub!r}")
-        if rng is None:
-            raise ValueError("rng=None: cov_mode='clip_cov' draws its random subset from an explicit rng key")
-    if cov_mode == "kl_cov":
-        if not (_is_number(kl_cov_ratio) and 0.0 < kl_cov_ratio <= 1.0):
-            raise ValueError(f"kl_cov_ratio must be in (0, 1], got {kl_cov_ratio!r}")
-        if not (_is_number(kl_cov_coef) and kl_cov_coef >= 0.0):
-            raise ValueError(f"kl_cov_coef must be >= 0, got {kl_cov_coef!r}")
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """Every setting of the policy loss, spelled once; passed whole to `policy_loss` and the train step.
+
+    `policy_loss` documents each term. temperature and logprob_chunk are read where log-probs are computed (the
+    train step): log-probs are of softmax(logits / temperature), in chunks of logprob_chunk response tokens.
+    kl_coef and entropy_coef may be traced scalars (schedules); then they are not range-checked and their term is
+    always computed.
+    """
+
+    clip_low: float = 0.2
+    clip_high: float = 0.2  # != clip_low: Clip-Higher (DAPO)
+    dual_clip: float | None = None
+    agg: str = "token-mean"
+    norm_constant: float | None = None
+    kl_coef: float = 0.0  # 0: no reference model is run
+    kl_estimator: str = "k3"
+    kl_straight_through: bool = False
+    entropy_coef: float = 0.0  # > 0: entropy bonus (GRPO + entropy loss)
+    entropy_adv_alpha: float | None = None  # set: entropy-shaped advantage (GRPO + entropy advantage)
+    entropy_adv_kappa: float = 2.0
+    cov_mode: str | None = None  # "clip_cov" | "kl_cov"
+    clip_cov_ratio: float = 2e-4
+    clip_cov_lb: float = 1.0
+    clip_cov_ub: float = 5.0
+    kl_cov_ratio: float = 2e-3
+    kl_cov_coef: float = 1.0
+    temperature: float = 1.0  # the sampling temperature; log-probs are of softmax(logits / temperature)
+    logprob_chunk: int = 128  # response tokens per logits chunk
+
+    @classmethod
+    def from_config(cls, config) -> "LossConfig":
+        """The run config's `loss.*` fields, at the rollout temperature (0, greedy, trains at 1)."""
+        return cls(**{k: config.loss[k] for k in config.loss}, temperature=config.rollout.temperature or 1.0)
+
+    def validate(self) -> "LossConfig":
+        """Raise ValueError naming the field and value for a setting `policy_loss` cannot run (host-side, so a
+        whole config is checked before anything is compiled); returns self."""
+        c = self
+        if not (_is_number(c.clip_low) and 0.0 <= c.clip_low < 1.0):
+            raise ValueError(f"clip_low must be in [0, 1), got {c.clip_low!r}")
+        if not (_is_number(c.clip_high) and c.clip_high >= 0.0):
+            raise ValueError(f"clip_high must be >= 0, got {c.clip_high!r}")
+        if c.dual_clip is not None and not (_is_number(c.dual_clip) and c.dual_clip > 1.0):
+            raise ValueError(f"dual_clip must be None or > 1, got {c.dual_clip!r}")
+        _lookup(AGGREGATIONS, "agg", c.agg)
+        _check_norm_constant(c.agg, c.norm_constant)
+        _lookup(KL_ESTIMATORS, "kl_estimator", c.kl_estimator)
+        if not isinstance(c.kl_straight_through, bool):
+            raise ValueError(f"kl_straight_through must be a bool, got {c.kl_straight_through!r}")
+        if _is_number(c.kl_coef) and not c.kl_coef >= 0.0:
+            raise ValueError(f"kl_coef must be >= 0, got {c.kl_coef!r}")
+        if _is_number(c.entropy_coef) and not math.isfinite(c.entropy_coef):
+            raise ValueError(f"entropy_coef must be finite, got {c.entropy_coef!r}")
+        if c.cov_mode is not None and c.cov_mode not in COV_MODES:
+            raise ValueError(f"cov_mode={c.cov_mode!r} is unknown; known: None, {', '.join(map(repr, COV_MODES))}")
+        if c.cov_mode == "clip_cov":
+            if not (_is_number(c.clip_cov_ratio) and 0.0 < c.clip_cov_ratio <= 1.0):
+                raise ValueError(f"clip_cov_ratio must be in (0, 1], got {c.clip_cov_ratio!r}")
+            if not (_is_number(c.clip_cov_lb) and _is_number(c.clip_cov_ub) and c.clip_cov_lb < c.clip_cov_ub):
+                raise ValueError(f"clip_cov_lb must be < clip_cov_ub, got clip_cov_lb={c.clip_cov_lb!r}, "
+                                 f"clip_cov_ub={c.clip_cov_ub!r}")
+        if c.cov_mode == "kl_cov":
+            if not (_is_number(c.kl_cov_ratio) and 0.0 < c.kl_cov_ratio <= 1.0):
+                raise ValueError(f"kl_cov_ratio must be in (0, 1], got {c.kl_cov_ratio!r}")
+            if not (_is_number(c.kl_cov_coef) and c.kl_cov_coef >= 0.0):
+                raise ValueError(f"kl_cov_coef must be >= 0, got {c.kl_cov_coef!r}")
+        if c.entropy_adv_alpha is not None and not (c.entropy_adv_alpha >= 0 and c.entropy_adv_kappa > 1):
+            raise ValueError(f"entropy_adv_alpha={c.entropy_adv_alpha!r} / entropy_adv_kappa="
+                             f"{c.entropy_adv_kappa!r}: need alpha >= 0 and kappa > 1")
+        if not c.temperature > 0:
+            raise ValueError(f"temperature={c.temperature!r} must be > 0 (greedy rollouts train at 1.0)")
+        if not (isinstance(c.logprob_chunk, int) and c.logprob_chunk >= 1):
+            raise ValueError(f"logprob_chunk={c.logprob_chunk!r} must be a positive integer")
+        return self
 
 
 def _check_shapes(logp, old_logp, advantages, mask, ref_logp, entropy) -> tuple[int, ...]:
@@ -403,25 +443,12 @@ def policy_loss(
     old_logp: jax.Array,
     advantages: jax.Array,
     mask: jax.Array,
+    config: LossConfig = LossConfig(),
     *,
-    clip_low: float = 0.2,
-    clip_high: float = 0.2,
-    dual_clip: float | None = None,
-    agg: str = "token-mean",
-    norm_constant: float | None = None,
     ref_logp: jax.Array | None = None,
-    kl_coef: float | jax.Array = 0.0,
-    kl_estimator: str = "k3",
-    kl_straight_through: bool = False,
     entropy: jax.Array | None = None,
-    entropy_coef: float | jax.Array = 0.0,
-    cov_mode: str | None = None,
-    clip_cov_ratio: float = 2e-4,
-    clip_cov_lb: float = 1.0,
-    clip_cov_ub: float = 5.0,
-    kl_cov_ratio: float = 2e-3,
-    kl_cov_coef: float = 1.0,
     rng: jax.Array | None = None,
+    **settings,
 ) -> PolicyLoss:
     """The GRPO policy loss of one (micro-)batch, as ``PolicyLoss(loss_sum, denominator, metrics)``.
 
@@ -459,18 +486,19 @@ def policy_loss(
       old_logp: [N, T] the same under the policy that sampled them (constant).
       advantages: [N] or [N, T] (constant).
       mask: [N, T], nonzero at valid response tokens.
+      config: the settings (``LossConfig``); ``**settings`` overrides fields of it by name (e.g.
+        ``policy_loss(..., clip_high=0.28)``), a convenience for tests and one-off calls.
       ref_logp, entropy: optional [N, T].
       rng: a jax PRNG key, required by ``cov_mode="clip_cov"``; with micro-batches give each its own key
         (e.g. ``jax.random.fold_in(step_key, micro_batch_index)``) so that they do not draw the same pattern.
     Returns:
       ``PolicyLoss``; ``.loss`` is the scalar to minimise for a single batch.
     """
-    check_loss_config(
-        clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, agg=agg, norm_constant=norm_constant,
-        kl_coef=kl_coef, kl_estimator=kl_estimator, kl_straight_through=kl_straight_through,
-        entropy_coef=entropy_coef, cov_mode=cov_mode, clip_cov_ratio=clip_cov_ratio, clip_cov_lb=clip_cov_lb,
-        clip_cov_ub=clip_cov_ub, kl_cov_ratio=kl_cov_ratio, kl_cov_coef=kl_cov_coef, rng=rng,
-    )
+    cfg = (dataclasses.replace(config, **settings) if settings else config).validate()
+    if cfg.cov_mode == "clip_cov" and rng is None:
+        raise ValueError("rng=None: cov_mode='clip_cov' draws its random subset from an explicit rng key")
+    clip_low, clip_high, dual_clip, agg, norm_constant = cfg.clip_low, cfg.clip_high, cfg.dual_clip, cfg.agg, \
+        cfg.norm_constant
     shape = _check_shapes(logp, old_logp, advantages, mask, ref_logp, entropy)
 
     valid = mask != 0
@@ -502,32 +530,32 @@ def policy_loss(
 
     metrics: dict[str, MetricSum] = {}
     per_token = surrogate
-    if cov_mode is not None:
+    if cfg.cov_mode is not None:
         cov = token_covariance(logp, adv, w)
-        if cov_mode == "clip_cov":
+        if cfg.cov_mode == "clip_cov":
             eligible = ~(low_clipped | high_clipped)
             if dual_clipped is not None:
                 eligible &= ~dual_clipped
             selected = clip_cov_select(
-                cov, w, eligible, ratio=clip_cov_ratio, cov_low=clip_cov_lb, cov_high=clip_cov_ub, rng=rng
+                cov, w, eligible, ratio=cfg.clip_cov_ratio, cov_low=cfg.clip_cov_lb, cov_high=cfg.clip_cov_ub, rng=rng
             )
             per_token = jnp.where(selected, sg(surrogate), surrogate)
         else:
-            selected = kl_cov_select(cov, w, ratio=kl_cov_ratio)
-            per_token = per_token + jnp.where(selected, kl_cov_coef * jnp.abs(logp - old_logp), 0.0)
+            selected = kl_cov_select(cov, w, ratio=cfg.kl_cov_ratio)
+            per_token = per_token + jnp.where(selected, cfg.kl_cov_coef * jnp.abs(logp - old_logp), 0.0)
         metrics["cov_selected_frac"] = token_metric(selected.astype(jnp.float32))
 
     pg_sum, denominator = aggregate(sg(per_token), w, agg, norm_constant=norm_constant)
     metrics["pg_loss"] = MetricSum(pg_sum, denominator)
 
-    if ref_logp is not None and not _static_zero(kl_coef):
-        kl = kl_divergence(logp, sg(clean(ref_logp)), kl_estimator, straight_through=kl_straight_through)
-        per_token = per_token + kl_coef * kl
+    if ref_logp is not None and not _static_zero(cfg.kl_coef):
+        kl = kl_divergence(logp, sg(clean(ref_logp)), cfg.kl_estimator, straight_through=cfg.kl_straight_through)
+        per_token = per_token + cfg.kl_coef * kl
         metrics["kl_ref"] = token_metric(kl)
     if entropy is not None:
         ent = clean(entropy)
-        if not _static_zero(entropy_coef):
-            per_token = per_token - entropy_coef * ent
+        if not _static_zero(cfg.entropy_coef):
+            per_token = per_token - cfg.entropy_coef * ent
         metrics["entropy"] = token_metric(ent)
 
     loss_sum, denominator = aggregate(per_token, w, agg, norm_constant=norm_constant)
