@@ -35,13 +35,14 @@ from tqdm import tqdm
 from syngrpo_jax import eval_data, methods, plots, policy as policy_lib, sft
 from syngrpo_jax.atomic_write import atomic_write_json
 from syngrpo_jax.checkpoints import Checkpointer
-from syngrpo_jax.evaluate import Evaluator, scalar_metrics, write_table
+from syngrpo_jax.evaluator import Evaluator, scalar_metrics, write_table
 from syngrpo_jax.data.pool import DataPool
 from syngrpo_jax.data.sources import load_samples
 from syngrpo_jax.grpo import train_step as ts
 from syngrpo_jax.grpo.advantages import group_advantages
 from syngrpo_jax.grpo.batch import build_train_batch
 from syngrpo_jax.grpo.optimizer import learning_rate_schedule, make_optimizer
+from syngrpo_jax.log_setup import setup_logging
 from syngrpo_jax.metrics import MetricsWriter, read_metrics
 from syngrpo_jax.parallel import distributed, sharding
 from syngrpo_jax.parallel.mesh import make_mesh
@@ -399,19 +400,6 @@ def _write_gallery(workdir: str, pool: DataPool, n: int) -> None:
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file (configs/*.py[:arg]).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, synthesized images).")
-
-
-def setup_logging() -> None:
-    """Our INFO lines on stderr; libraries (orbax logs every save at INFO through absl) at WARNING."""
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    ours = logging.getLogger("syngrpo_jax")
-    ours.setLevel(logging.INFO)
-    ours.addHandler(handler)
-    ours.propagate = False
 
 
 def main(argv):
