@@ -101,6 +101,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.min_pixels = 56 * 56  # image resizing for the model (Qwen2.5-VL smart_resize bounds)
     c.data.max_pixels = 12845056
     c.data.sampling = "uniform"  # uniform (epochs without replacement) | difficulty (pass-rate aware)
+    # Synthesized image files kept on disk per sample. 0: every version (galleries across epochs; at the paper's
+    # setting about 10k SDXL images per run). K > 0: the last K, plus every version of the gallery's tracked
+    # samples and the images the kept checkpoints resume from.
+    c.data.keep_versions = 0
 
     c.rollout = ml_collections.ConfigDict()
     c.rollout.engine = "jax"  # jax (native sampler)
