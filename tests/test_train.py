@@ -18,6 +18,7 @@ from syngrpo_jax import methods, train
 from syngrpo_jax.checkpoints import Checkpointer
 from syngrpo_jax.data.pool import DataPool
 from syngrpo_jax.data.sources import load_samples
+from syngrpo_jax.grpo.optimizer import make_optimizer
 from syngrpo_jax.metrics import read_metrics
 from syngrpo_jax.models import qwen2_5_vl
 
@@ -166,7 +167,7 @@ def _final_state(workdir, step):
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
     model = qwen2_5_vl.from_pretrained(os.path.join(workdir, "tiny_model"))
     params_like = nnx.to_pure_dict(nnx.state(model))
-    opt_like = jax.eval_shape(lambda p: train.make_optimizer(learning_rate=1.0, total_steps=6).init(p), params_like)
+    opt_like = jax.eval_shape(lambda p: make_optimizer(learning_rate=1.0, total_steps=6).init(p), params_like)
     opt_like = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), opt_like)
     params, opt_state, _, host = ckpt.restore(step, params_like=params_like, opt_state_like=opt_like)
     return params, opt_state, host
@@ -253,7 +254,7 @@ def test_resume_restores_smoother_and_reference(tmp_path):
         model = qwen2_5_vl.from_pretrained(str(tmp_path / run / "tiny_model"))
         like = nnx.to_pure_dict(nnx.state(model))
         opt_like = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), jax.eval_shape(
-            lambda p: train.make_optimizer(learning_rate=1.0, total_steps=3).init(p), like))
+            lambda p: make_optimizer(learning_rate=1.0, total_steps=3).init(p), like))
         states.append(ckpt.restore(3, params_like=like, opt_state_like=opt_like, ref_params_like=like))
     (pa, oa, ra, ha), (pb, ob, rb, hb) = states
     for x, y in zip(jax.tree.leaves((pa, oa, ra)), jax.tree.leaves((pb, ob, rb))):
