@@ -36,80 +36,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+
+from syngrpo_jax.grpo.cov_selection import COV_MODES, clip_cov_select, kl_cov_select, token_covariance
+from syngrpo_jax.grpo.loss_types import MetricSum, PolicyLoss, safe_div, upcast
 
 # The log-ratio is clamped before exp so that a stale old_logp at a padded or degenerate token cannot make the
 # ratio inf (and the gradient NaN); |log r| > 20 means r > 4.8e8, far outside any clip range, so the clamp only
 # changes tokens whose surrogate is already clipped or dual-clipped.
 LOG_RATIO_CLAMP = 20.0
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Result types
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _upcast(x) -> jax.Array:
-    """At least float32 (bf16 inputs are computed in float32; float64 stays float64 when x64 is on)."""
-    x = jnp.asarray(x)
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
-
-
-def _safe_div(total: jax.Array, count: jax.Array) -> jax.Array:
-    # A zero count only happens with a zero total (everything masked): return 0 there, and keep the unused
-    # branch finite so no NaN leaks into gradients.
-    return total / jnp.where(count > 0, count, 1)
-
-
-class MetricSum(NamedTuple):
-    """A mean kept as (total, count) so that micro-batches accumulate exactly: sum both, then ``value``."""
-
-    total: jax.Array
-    count: jax.Array
-
-    @property
-    def value(self) -> jax.Array:
-        return _safe_div(self.total, self.count)
-
-
-class PolicyLoss(NamedTuple):
-    """The loss of one (micro-)batch as ``loss_sum / denominator``.
-
-    ``loss`` is what a single-batch step minimises. A step with micro-batches differentiates ``loss_sum`` of
-    each, sums those gradients and the denominators, and divides once (``denominator`` does not depend on the
-    parameters, so grad(sum_k loss_sum_k) / sum_k denominator_k is the gradient of the full-batch loss).
-
-    metrics (all ``MetricSum``; token metrics count valid tokens):
-      pg_loss           the policy-gradient part of the loss (clipped surrogate, plus the KL-Cov penalty), same
-                        aggregation and denominator as the loss
-      ratio_mean        mean of r = exp(logp - old_logp)
-      approx_kl_old     mean of (r - 1) - log r, Schulman's k3 estimate of KL(pi_old || pi)
-      clip_frac_low     fraction of tokens with A < 0 and r < 1 - clip_low (lower clip binds, gradient 0)
-      clip_frac_high    fraction of tokens with A > 0 and r > 1 + clip_high (upper clip binds, gradient 0)
-      dual_clip_frac    fraction with A < 0 and r > dual_clip (only with dual_clip)
-      kl_ref            mean of the chosen KL estimator to the reference (only when the KL term is on)
-      entropy           mean token entropy (only when ``entropy`` is given)
-      cov_selected_frac fraction of tokens selected by Clip-Cov / KL-Cov (only with cov_mode)
-    """
-
-    loss_sum: jax.Array
-    denominator: jax.Array
-    metrics: dict[str, MetricSum]
-
-    @property
-    def loss(self) -> jax.Array:
-        return _safe_div(self.loss_sum, self.denominator)
-
-
-def combine(parts: Sequence[PolicyLoss]) -> PolicyLoss:
-    """Accumulate micro-batch results: every field (loss_sum, denominator, metric totals and counts) is summed."""
-    if not parts:
-        raise ValueError("combine needs at least one PolicyLoss")
-    return jax.tree.map(lambda *xs: sum(xs[1:], xs[0]), *parts)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -143,7 +81,7 @@ def seq_mean_token_mean(per_token: jax.Array, weights: jax.Array) -> tuple[jax.A
     Returns (sum_i of the row means, N').
     """
     n_tok = jnp.sum(weights, axis=-1)
-    row_mean = _safe_div(jnp.sum(per_token * weights, axis=-1), n_tok)
+    row_mean = safe_div(jnp.sum(per_token * weights, axis=-1), n_tok)
     return jnp.sum(row_mean), jnp.sum((n_tok > 0).astype(jnp.float32))
 
 
@@ -260,72 +198,6 @@ def clipped_surrogate(
     if dual_clip is not None:
         loss = jnp.where(advantages < 0, jnp.minimum(loss, -dual_clip * advantages), loss)
     return loss
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Clip-Cov / KL-Cov token selection (Cui et al. 2025, "The Entropy Mechanism of RL for Reasoning LMs")
-# ----------------------------------------------------------------------------------------------------------------
-
-COV_MODES = ("clip_cov", "kl_cov")
-
-
-def token_covariance(logp: jax.Array, advantages: jax.Array, mask: jax.Array) -> jax.Array:
-    """cov_t = (logp_t - mean logp) (A_t - mean A), means over the valid tokens of the batch; 0 at padding.
-
-    ``logp`` is detached: the covariance only selects tokens. ``advantages`` is [N, T] (broadcast beforehand).
-    """
-    w = (mask != 0).astype(jnp.float32)
-    n = jnp.sum(w)
-    lp = jax.lax.stop_gradient(_upcast(logp))
-    adv = jax.lax.stop_gradient(_upcast(advantages))
-    lp_c = lp - _safe_div(jnp.sum(lp * w), n)
-    adv_c = adv - _safe_div(jnp.sum(adv * w), n)
-    return lp_c * adv_c * w
-
-
-def selection_count(n_valid: jax.Array, fraction: float) -> jax.Array:
-    """How many tokens a cov mode selects: max(1, floor(n_valid * fraction)), computed in float32."""
-    return jnp.maximum(1, jnp.floor(n_valid.astype(jnp.float32) * jnp.float32(fraction)).astype(jnp.int32))
-
-
-def _ranks(keys: jax.Array) -> jax.Array:
-    """rank of each entry of ``keys`` (any shape) in ascending order, ties broken by flat index."""
-    flat = keys.reshape(-1)
-    order = jnp.argsort(flat, stable=True)
-    return jnp.zeros(flat.shape, jnp.int32).at[order].set(jnp.arange(flat.size, dtype=jnp.int32)).reshape(keys.shape)
-
-
-def clip_cov_select(
-    cov: jax.Array,
-    mask: jax.Array,
-    eligible: jax.Array,
-    *,
-    ratio: float,
-    cov_low: float,
-    cov_high: float,
-    rng: jax.Array,
-) -> jax.Array:
-    """Clip-Cov selection, bool [N, T].
-
-    Candidates are valid, eligible tokens with cov_low < cov < cov_high. Keep a uniformly random subset of
-    min(n_candidates, max(1, floor(ratio * n_valid))) of them, drawn with ``rng`` (deterministic per key).
-    """
-    valid = mask != 0
-    candidate = valid & eligible & (cov > cov_low) & (cov < cov_high)
-    n_keep = selection_count(jnp.sum(valid), ratio)
-    # Random priorities: candidates take the lowest ranks in a random order, the rest rank after them.
-    priority = jnp.where(candidate, jax.random.uniform(rng, cov.shape), 2.0)
-    return candidate & (_ranks(priority) < n_keep)
-
-
-def kl_cov_select(cov: jax.Array, mask: jax.Array, *, ratio: float) -> jax.Array:
-    """KL-Cov selection, bool [N, T]: the max(1, floor(ratio * n_valid)) valid tokens of largest cov.
-
-    Ties are broken by position (row-major, earlier first).
-    """
-    valid = mask != 0
-    n_keep = selection_count(jnp.sum(valid), ratio)
-    return valid & (_ranks(jnp.where(valid, -cov, jnp.inf)) < n_keep)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -508,11 +380,11 @@ def policy_loss(
     # Padding positions may hold anything (stale or -inf log-probs): zero them before any arithmetic so that
     # neither the value nor the gradient can pick up a NaN from them.
     def clean(x):
-        return jnp.where(valid, _upcast(x), 0.0)
+        return jnp.where(valid, upcast(x), 0.0)
 
     logp = clean(logp)
     old_logp = jax.lax.stop_gradient(clean(old_logp))
-    adv = _upcast(advantages)
+    adv = upcast(advantages)
     adv = jax.lax.stop_gradient(clean(jnp.broadcast_to(adv[:, None] if adv.ndim == 1 else adv, shape)))
 
     surrogate = clipped_surrogate(

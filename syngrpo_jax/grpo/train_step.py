@@ -23,6 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from syngrpo_jax.grpo import losses
 from syngrpo_jax.grpo.advantages import entropy_shaped_advantages
 from syngrpo_jax.grpo.batch import TrainBatch
+from syngrpo_jax.grpo.loss_types import MetricSum
 from syngrpo_jax.grpo.losses import LossConfig
 from syngrpo_jax.grpo.sequence_logprobs import response_logprobs
 from syngrpo_jax.parallel import sharding as sharding_lib
@@ -46,7 +47,7 @@ def _micro_loss(graphdef, cfg: LossConfig, params, ref_params, mb: TrainBatch, r
     w = mb.response_mask
     # The true token entropy is reported whatever the loss uses (it is the collapse signal Syn-GRPO tracks).
     metrics = dict(result.metrics)
-    metrics["token_entropy"] = losses.MetricSum(jnp.sum(jax.lax.stop_gradient(ent) * w), jnp.sum(w))
+    metrics["token_entropy"] = MetricSum(jnp.sum(jax.lax.stop_gradient(ent) * w), jnp.sum(w))
     return result.loss_sum, (result.denominator, metrics)
 
 
