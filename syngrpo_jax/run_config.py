@@ -73,10 +73,17 @@ def paper_setting(c: ml_collections.ConfigDict, model: str) -> ml_collections.Co
 
 
 def base_config() -> ml_collections.ConfigDict:
+    """Every field with its default; config files change what their setting needs."""
     c = ml_collections.ConfigDict()
     c.method = "syn_grpo"  # see methods.METHODS; set through methods.configure so dependent fields follow
     c.seed = 0  # every random choice of the run derives from (seed, step)
+    _model_and_data(c)
+    _rollout_train_and_loss(c)
+    _rewards_synthesis_and_eval(c)
+    return c
 
+
+def _model_and_data(c: ml_collections.ConfigDict) -> None:
     c.model = ml_collections.ConfigDict()
     c.model.path = ""  # local HF checkpoint dir (config.json, safetensors, tokenizer.json); "" -> model.tiny
     c.model.tokenizer_path = ""  # defaults to model.path
@@ -106,6 +113,8 @@ def base_config() -> ml_collections.ConfigDict:
     # samples and the images the kept checkpoints resume from.
     c.data.keep_versions = 0
 
+
+def _rollout_train_and_loss(c: ml_collections.ConfigDict) -> None:
     c.rollout = ml_collections.ConfigDict()
     c.rollout.engine = "jax"  # jax (native sampler)
     c.rollout.group_size = 6  # G responses per prompt
@@ -122,7 +131,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.steps = 0
     c.train.micro_batches = 1  # gradient accumulation (must divide batch_size)
     c.train.old_logp = "rollout"  # rollout (the sampler's log-probs) | recompute (a forward before the update)
-    c.train.log_every = 1
+    c.train.log_every = 10  # a log line (rewards, loss, step time) every N steps; 0: none (metrics: every step)
     c.train.checkpoint_every = 50
     c.train.keep_checkpoints = 3
     c.train.eval_every = 0  # 0: only at the end
@@ -142,6 +151,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.entropy_adv_alpha = ml_collections.config_dict.placeholder(float)
     c.loss.cov_mode = ml_collections.config_dict.placeholder(str)
 
+
+def _rewards_synthesis_and_eval(c: ml_collections.ConfigDict) -> None:
     c.reward = ml_collections.ConfigDict()
     c.reward.response_format = "syn_grpo"  # set by the method: grpo | syn_grpo | syn_grpo_no_div
     c.reward.accuracy = "task"  # task (labels: IoU / mAP / exact match) | majority (MM-UPT, labels never read)
@@ -175,4 +186,3 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.num_samples = 0  # 0: all
     # Named splits, each: task, source ("files" | "engine"), path + image_root (files), engine settings (engine).
     c.eval.splits = ml_collections.ConfigDict()
-    return c

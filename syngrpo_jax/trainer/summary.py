@@ -1,27 +1,15 @@
-"""What a run reports besides its metrics: the gallery file, and the before/after summary table."""
+"""What a run reports at its end besides its metrics: the before/after summary table."""
 from __future__ import annotations
 
 import json
 import os
 
-from syngrpo_jax.atomic_write import atomic_write_json
-from syngrpo_jax.data.pool import DataPool
 from syngrpo_jax.evaluator import scalar_metrics
 from syngrpo_jax.metrics import read_metrics
 from syngrpo_jax.run_dir import EVAL_METRICS_FILE, RunDir
 
 _TABLE_TRAIN_KEYS = ("reward/accuracy", "reward/format", "reward/diversity", "reward/total", "entropy")
 _TABLE_SKIP = ("num_samples", "num_gt", "num_predictions", "num_matched", "mean_response_tokens")
-
-
-def write_gallery(run: RunDir, pool: DataPool, n: int) -> None:
-    """gallery.json: each tracked sample's image versions (what plots.py draws across epochs)."""
-    tracked = []
-    for sid in pool.tracked_ids(n):
-        tracked.append({"sample_id": sid, "original": pool.original(sid).image_path, "history": [
-            {"version": v.version, "epoch": v.epoch or 0, "step": v.applied_step or 0, "path": v.image_path,
-             "description": v.description or ""} for v in pool.history(sid)]})
-    atomic_write_json(run.gallery, {"tracked": tracked}, indent=1)
 
 
 def complete_from_disk(summary: dict, run: RunDir) -> None:

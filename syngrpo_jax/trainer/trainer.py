@@ -12,7 +12,6 @@ checkpoint; SIGINT/SIGTERM finish the current step, save a checkpoint and stop.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 
 import jax
@@ -164,7 +163,7 @@ class Trainer:
         writer.write(done, metrics)
         summary.setdefault("first", metrics)
         summary["last"] = metrics
-        summary_lib.write_gallery(self.run_dir, self.host.pool, t.track_samples)
+        plots.write_gallery(self.run_dir, self.host.pool, t.track_samples)
         if t.log_every and done % t.log_every == 0:
             log.info("step %d/%d: reward %.3f (accuracy %.3f, format %.3f), loss %.4f, %.1f s", done, self.steps,
                      metrics["reward/total"], metrics["reward/accuracy"], metrics["reward/format"], metrics["loss"],

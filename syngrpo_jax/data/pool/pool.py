@@ -25,7 +25,6 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
 
 from syngrpo_jax.data.pool import samplers, schema
 from syngrpo_jax.data.pool.errors import PoolError, UnknownSampleError, check_int, is_int
