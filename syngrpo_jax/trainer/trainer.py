@@ -184,7 +184,8 @@ class Trainer:
                          "start_step": self.start_step}
         if not self.method.rl:
             return self._finish_supervised(summary)
-        self.host.start_synthesis()
+        if self.start_step < self.steps:
+            self.host.start_synthesis()
         writer = MetricsWriter(self.run_dir.root, resume_step=self.start_step)
         if self.evaluator is not None and self.start_step == 0:
             summary["eval_before"] = self.evaluate(0, writer)
