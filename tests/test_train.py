@@ -1,6 +1,7 @@
 """The trainer end to end: the real data-server subprocess, every method config, exact resume after SIGKILL,
 sync vs async synthesis, and configuration errors caught before anything compiles."""
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -261,3 +262,19 @@ def test_resume_restores_smoother_and_reference(tmp_path):
         np.testing.assert_array_equal(x, y)
     assert ha["smoother"] == hb["smoother"] and ha["smoother"]["steps"] == 3
     assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(ra)))  # it trained
+
+
+@pytest.mark.parametrize("module", ["syngrpo_jax.train", "syngrpo_jax.evaluate", "syngrpo_jax.export"])
+def test_docstring_examples_name_configs_that_load(module):
+    """The --config=<file>[:arg] of every example in an entry point's help loads (a stale argument would not)."""
+    import re
+
+    doc = importlib.import_module(module).__doc__
+    configs = re.findall(r"--config=(configs/\S+)", doc)
+    assert configs or module == "syngrpo_jax.export"
+    for spec in configs:
+        file, _, arg = spec.partition(":")
+        loader = importlib.util.spec_from_file_location("example", os.path.join(REPO, file))
+        config_module = importlib.util.module_from_spec(loader)
+        loader.loader.exec_module(config_module)
+        assert config_module.get_config(arg or None).method
