@@ -93,6 +93,10 @@ def _cli() -> None:
         if config.value is None:
             raise app.UsageError("--config is required (configs/<file>.py[:arg])")
         setup_logging()
+        try:
+            resolve_checkpoint(checkpoint.value)
+        except (ValueError, FileNotFoundError) as e:  # a bad --checkpoint: its message, no traceback
+            raise SystemExit(f"evaluate: {e}") from None
         for step, metrics in evaluate_checkpoint(config.value, checkpoint.value, workdir.value).items():
             print(json.dumps({"step": step, **scalar_metrics(metrics)}))
 

@@ -99,9 +99,9 @@ def _write_processing_files(policy_dir: str, out: str, *, min_pixels: int, max_p
             "bos_token_id": tok.endoftext_id, "eos_token_id": list(tok.stop_ids), "pad_token_id": tok.pad_id})
 
 
-def export(checkpoint: str, out: str, *, dtype: str | None = None, step: int | None = None,
-           max_shard_bytes: int = 5 * 1024**3) -> str:
-    """Write step `step` (default: the source's latest) of `checkpoint` as an HF directory at `out`; returns it."""
+def check_arguments(checkpoint: str, out: str, *, dtype: str | None = None, step: int | None = None):
+    """(source, step, dtype, out, run config) after every check of the command line's values (errors name the
+    flag), before anything heavy runs."""
     source = resolve_checkpoint(checkpoint)
     if source.kind == "hf":
         raise ValueError(f"--checkpoint={checkpoint!r} is already an HF model directory; give a run directory or "
@@ -110,13 +110,20 @@ def export(checkpoint: str, out: str, *, dtype: str | None = None, step: int | N
         raise ValueError(f"--step={step}: not a finished checkpoint of {source.path!r} (steps: {list(source.steps)})")
     step = max(source.steps) if step is None else step
     run_config = _run_config(source.run)
-    model_dtype = run_config.get("model", {}).get("dtype") or "float32"
-    dtype = dtype or model_dtype
+    dtype = dtype or run_config.get("model", {}).get("dtype") or "float32"
     if dtype not in DTYPES:
         raise ValueError(f"--dtype={dtype!r}: choose one of {DTYPES}")
     out = os.path.abspath(os.path.expanduser(out))
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise FileExistsError(f"--out={out!r} exists and is not an empty directory")
+    return source, step, dtype, out, run_config
+
+
+def export(checkpoint: str, out: str, *, dtype: str | None = None, step: int | None = None,
+           max_shard_bytes: int = 5 * 1024**3) -> str:
+    """Write step `step` (default: the source's latest) of `checkpoint` as an HF directory at `out`; returns it."""
+    source, step, dtype, out, run_config = check_arguments(checkpoint, out, dtype=dtype, step=step)
+    model_dtype = run_config.get("model", {}).get("dtype") or "float32"
     mesh = make_mesh() if jax.device_count() > 1 else None
     orbax = OrbaxParams(source, param_dtype=dtype_of(model_dtype), mesh=mesh)
     params = orbax.restore(step)
@@ -155,6 +162,10 @@ def _cli() -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
         setup_logging()
+        try:
+            check_arguments(checkpoint.value, out.value, dtype=dtype.value, step=step.value)
+        except (ValueError, FileNotFoundError, FileExistsError) as e:  # a bad flag value: its message, no traceback
+            raise SystemExit(f"export: {e}") from None
         print(export(checkpoint.value, out.value, dtype=dtype.value, step=step.value))
 
     app.run(main)

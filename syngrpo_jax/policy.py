@@ -9,13 +9,13 @@ code as a real checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 from typing import Sequence
 
 import jax.numpy as jnp
 
+from syngrpo_jax.atomic_write import atomic_write_json
 from syngrpo_jax.models import qwen2_5_vl
 from syngrpo_jax.models.config import Qwen25VLConfig
 from syngrpo_jax.models.tiny import tiny_config
@@ -110,9 +110,7 @@ def load_policy(model_cfg, workdir: str, *, seed: int = 0, mesh=None, corpus: Se
 
 def save_architecture(policy: Policy, out_dir: str) -> None:
     """config.json + tokenizer files (no weights): what evaluation needs next to an orbax checkpoint."""
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(policy.model.config.to_hf_dict(), f, indent=2, sort_keys=True)
+    atomic_write_json(os.path.join(out_dir, "config.json"), policy.model.config.to_hf_dict(), sort_keys=True)
     src = os.path.dirname(policy.tokenizer.source)
     for name in TOKENIZER_FILES:
         if os.path.isfile(os.path.join(src, name)):
