@@ -25,6 +25,7 @@ CORE = [
     "tqdm",
     "tensorboardX",
     "matplotlib",
+    "pycocotools",  # dataset-level COCO mAP in evaluation (the reference implementation)
 ]
 TORCH_SIDE = ["transformers>=5.17", "diffusers>=0.42", "accelerate"]  # accelerate: diffusers loads large weights with it
 

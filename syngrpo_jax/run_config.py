@@ -95,10 +95,17 @@ def vllm_settings() -> ml_collections.ConfigDict:
 
 
 def base_config() -> ml_collections.ConfigDict:
+    """Every field with its default; config files change what their setting needs."""
     c = ml_collections.ConfigDict()
     c.method = "syn_grpo"  # see methods.METHODS; set through methods.configure so dependent fields follow
     c.seed = 0  # every random choice of the run derives from (seed, step)
+    _model_and_data(c)
+    _rollout_train_and_loss(c)
+    _rewards_synthesis_and_eval(c)
+    return c
 
+
+def _model_and_data(c: ml_collections.ConfigDict) -> None:
     c.model = ml_collections.ConfigDict()
     c.model.path = ""  # local HF checkpoint dir (config.json, safetensors, tokenizer.json); "" -> model.tiny
     c.model.tokenizer_path = ""  # defaults to model.path
@@ -123,7 +130,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.min_pixels = 56 * 56  # image resizing for the model (Qwen2.5-VL smart_resize bounds)
     c.data.max_pixels = 12845056
     c.data.sampling = "uniform"  # uniform (epochs without replacement) | difficulty (pass-rate aware)
+    # Synthesized image files kept on disk per sample. 0: every version (galleries across epochs; at the paper's
+    # setting about 10k SDXL images per run). K > 0: the last K, plus every version of the gallery's tracked
+    # samples and the images the kept checkpoints resume from.
+    c.data.keep_versions = 0
 
+
+def _rollout_train_and_loss(c: ml_collections.ConfigDict) -> None:
     c.rollout = ml_collections.ConfigDict()
     c.rollout.engine = "jax"  # jax (native sampler) | vllm (a vLLM worker process, settings in rollout.vllm)
     c.rollout.group_size = 6  # G responses per prompt
@@ -141,7 +154,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.steps = 0
     c.train.micro_batches = 1  # gradient accumulation (must divide batch_size)
     c.train.old_logp = "rollout"  # rollout (the sampler's log-probs) | recompute (a forward before the update)
-    c.train.log_every = 1
+    c.train.log_every = 10  # a log line (rewards, loss, step time) every N steps; 0: none (metrics: every step)
     c.train.checkpoint_every = 50
     c.train.keep_checkpoints = 3
     c.train.eval_every = 0  # 0: only at the end
@@ -161,6 +174,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.entropy_adv_alpha = ml_collections.config_dict.placeholder(float)
     c.loss.cov_mode = ml_collections.config_dict.placeholder(str)
 
+
+def _rewards_synthesis_and_eval(c: ml_collections.ConfigDict) -> None:
     c.reward = ml_collections.ConfigDict()
     c.reward.response_format = "syn_grpo"  # set by the method: grpo | syn_grpo | syn_grpo_no_div
     c.reward.accuracy = "task"  # task (labels: IoU / mAP / exact match) | majority (MM-UPT, labels never read)
@@ -194,4 +209,3 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.num_samples = 0  # 0: all
     # Named splits, each: task, source ("files" | "engine"), path + image_root (files), engine settings (engine).
     c.eval.splits = ml_collections.ConfigDict()
-    return c
