@@ -44,7 +44,8 @@ from syngrpo_jax.models.config import Qwen25VLConfig
 from syngrpo_jax.parallel.mesh import make_mesh
 from syngrpo_jax.policy import TOKENIZER_FILES, dtype_of
 from syngrpo_jax.processing.chat import QWEN2_5_VL_CHAT_TEMPLATE
-from syngrpo_jax.processing.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from syngrpo_jax.processing import image as image_processing
+from syngrpo_jax.processing.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from syngrpo_jax.processing.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -59,20 +60,14 @@ def _run_config(run: run_dir.RunDir) -> dict:
         return json.load(f)
 
 
-def preprocessor_config(config: Qwen25VLConfig, *, min_pixels: int, max_pixels: int, base: dict | None = None) -> dict:
-    """Qwen2-VL image processor settings equal to `processing.image` at these pixel bounds (over `base`, e.g. the
+def _preprocessor_config(config: Qwen25VLConfig, *, min_pixels: int, max_pixels: int,
+                         base: dict | None = None) -> dict:
+    """Qwen2-VL image processor settings equal to `processing.image` at these pixel bounds, over `base` (e.g. the
     base checkpoint's file)."""
     v = config.vision
-    out = dict(base or {})
-    out.update({
-        "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor",
-        "do_convert_rgb": True, "do_resize": True, "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255,
-        "do_normalize": True, "image_mean": list(OPENAI_CLIP_MEAN), "image_std": list(OPENAI_CLIP_STD),
-        "patch_size": v.patch_size, "temporal_patch_size": v.temporal_patch_size,
-        "merge_size": v.spatial_merge_size, "min_pixels": int(min_pixels), "max_pixels": int(max_pixels),
-        "size": {"shortest_edge": int(min_pixels), "longest_edge": int(max_pixels)},
-    })
-    return out
+    return {**(base or {}), **image_processing.preprocessor_config(
+        min_pixels=min_pixels, max_pixels=max_pixels, patch_size=v.patch_size,
+        temporal_patch_size=v.temporal_patch_size, merge_size=v.spatial_merge_size)}
 
 
 def _write_processing_files(policy_dir: str, out: str, *, min_pixels: int, max_pixels: int,
@@ -88,7 +83,7 @@ def _write_processing_files(policy_dir: str, out: str, *, min_pixels: int, max_p
         with open(path) as f:
             return json.load(f)
 
-    atomic_write_json(os.path.join(out, "preprocessor_config.json"), preprocessor_config(
+    atomic_write_json(os.path.join(out, "preprocessor_config.json"), _preprocessor_config(
         config, min_pixels=min_pixels, max_pixels=max_pixels, base=read("preprocessor_config.json")))
     if read("chat_template.json") is None:
         template = (read("tokenizer_config.json") or {}).get("chat_template") or QWEN2_5_VL_CHAT_TEMPLATE

@@ -82,8 +82,8 @@ def build_tiny(out_dir: str, tiny, seed: int, corpus: Sequence[str] = ()) -> str
         fullatt_block_indexes=tuple(tiny.fullatt_block_indexes))
     qwen2_5_vl.save_pretrained(qwen2_5_vl.init_random(config, seed=seed), tmp)
     # A hub checkpoint's image-processor settings, so processors that read the directory (vLLM's) load it too.
-    with open(os.path.join(tmp, "preprocessor_config.json"), "w") as f:
-        json.dump(preprocessor_config(min_pixels=56 * 56, max_pixels=12845056), f, indent=2)
+    atomic_write_json(os.path.join(tmp, "preprocessor_config.json"),
+                      preprocessor_config(min_pixels=56 * 56, max_pixels=12845056))
     os.replace(tmp, out_dir)
     return out_dir
 

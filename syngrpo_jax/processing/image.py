@@ -229,4 +229,5 @@ def preprocessor_config(*, min_pixels: int, max_pixels: int, patch_size: int = 1
         "do_normalize": True, "image_mean": list(OPENAI_CLIP_MEAN), "image_std": list(OPENAI_CLIP_STD),
         "min_pixels": int(min_pixels), "max_pixels": int(max_pixels), "patch_size": patch_size,
         "temporal_patch_size": temporal_patch_size, "merge_size": merge_size,
+        "size": {"shortest_edge": int(min_pixels), "longest_edge": int(max_pixels)},
     }
