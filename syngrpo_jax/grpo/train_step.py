@@ -52,6 +52,11 @@ class LossConfig:
     temperature: float = 1.0  # the sampling temperature; log-probs are of softmax(logits / temperature)
     logprob_chunk: int = 128  # response tokens per logits chunk
 
+    @classmethod
+    def from_run_config(cls, config) -> "LossConfig":
+        """The run config's loss section; log-probs are those of the rollout temperature (greedy: 1)."""
+        return cls(**{k: config.loss[k] for k in config.loss}, temperature=config.rollout.temperature or 1.0)
+
     def validate(self) -> "LossConfig":
         losses.check_loss_config(
             clip_low=self.clip_low, clip_high=self.clip_high, dual_clip=self.dual_clip, agg=self.agg,
