@@ -149,10 +149,9 @@ def _abstract_model(config, model_cfg: Qwen25VLConfig):
     return graphdef, state
 
 
-def abstract_batch(config, model_cfg: Qwen25VLConfig, assumptions: Assumptions):
-    """The update's TrainBatch as abstract arrays, shaped by `grpo/batch.py` itself: one micro-batch of prompts
-    (one image each, `assumptions`' size and text length, responses of rollout.max_tokens) is assembled from
-    zeros, and the micro-batch axis is then widened to train.micro_batches."""
+def example_micro_batch(config, model_cfg: Qwen25VLConfig, assumptions: Assumptions):
+    """One micro-batch of the update (leading axis 1), assembled from zeros by `grpo/batch.py` itself: B / M
+    prompts of one image each (`assumptions`' size and text length), G responses of rollout.max_tokens each."""
     b, m, g = config.train.batch_size, config.train.micro_batches, config.rollout.group_size
     if m < 1 or b % m:
         raise ValueError(f"train.micro_batches={m!r} must divide train.batch_size={b}")
@@ -171,11 +170,16 @@ def abstract_batch(config, model_cfg: Qwen25VLConfig, assumptions: Assumptions):
                    + [text] * (assumptions.prompt_tokens - assumptions.prompt_tokens // 2))
     request = RolloutRequest(ids, np.zeros((n_patches, vc.patch_dim), np.float32), grid)
     t = config.rollout.max_tokens
-    one = build_train_batch(model_cfg, [request] * (b // m), [[np.full(t, text)] * g] * (b // m),
-                            np.zeros(b // m * g, np.float32), micro_batches=1,
-                            prompt_multiple=config.rollout.prompt_multiple,
-                            response_multiple=config.rollout.response_multiple or t, max_response_len=t)
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct((m, *x.shape[1:]), x.dtype), one)
+    return build_train_batch(model_cfg, [request] * (b // m), [[np.full(t, text)] * g] * (b // m),
+                             np.zeros(b // m * g, np.float32), micro_batches=1,
+                             prompt_multiple=config.rollout.prompt_multiple,
+                             response_multiple=config.rollout.response_multiple or t, max_response_len=t)
+
+
+def abstract_batch(config, model_cfg: Qwen25VLConfig, assumptions: Assumptions):
+    """The update's TrainBatch as abstract arrays: `example_micro_batch` widened to train.micro_batches."""
+    one = example_micro_batch(config, model_cfg, assumptions)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct((config.train.micro_batches, *x.shape[1:]), x.dtype), one)
 
 
 def _local(n: int, mesh) -> int:
@@ -326,9 +330,9 @@ def format_plan(plan: Plan, alternatives: list[tuple[str, Plan]] = (), xla: dict
     return "\n".join(lines)
 
 
-def compile_step(config, sizes: dict[str, int], assumptions: Assumptions, model_cfg=None) -> dict[str, int]:
-    """XLA's per-device sizes of the trainer's own jitted step (`grpo/train_step.py`), lowered and compiled on
-    abstract inputs over the first prod(sizes) devices of this process: nothing is allocated."""
+def lower_step(config, sizes: dict[str, int], assumptions: Assumptions, model_cfg=None):
+    """(compiled step, its abstract arguments): the trainer's own jitted step (`grpo/train_step.py`) lowered and
+    compiled on abstract inputs over the first prod(sizes) devices of this process. Nothing is allocated."""
     from syngrpo_jax.parallel.mesh import make_mesh
 
     n = math.prod(sizes.values())
@@ -354,10 +358,14 @@ def compile_step(config, sizes: dict[str, int], assumptions: Assumptions, model_
     batch = abstract_batch(config, model_cfg, assumptions)
     step = ts.make_train_step(graphdef, tx, loss, mesh=mesh, param_shardings=param_sh, opt_shardings=opt_sh)
     p = placed(params, param_sh)
-    compiled = step.lower(p, placed(jax.eval_shape(tx.init, params), opt_sh), p if loss.kl_coef > 0 else None,
-                          placed(batch, ts.batch_shardings(batch, mesh)),
-                          jax.ShapeDtypeStruct((), jax.random.key(0).dtype)).compile()
-    stats = compiled.memory_analysis()
+    args = (p, placed(jax.eval_shape(tx.init, params), opt_sh), p if loss.kl_coef > 0 else None,
+            placed(batch, ts.batch_shardings(batch, mesh)), jax.ShapeDtypeStruct((), jax.random.key(0).dtype))
+    return step.lower(*args).compile(), args
+
+
+def compile_step(config, sizes: dict[str, int], assumptions: Assumptions, model_cfg=None) -> dict[str, int]:
+    """XLA's per-device sizes of the trainer's compiled step (see `lower_step`)."""
+    stats = lower_step(config, sizes, assumptions, model_cfg)[0].memory_analysis()
     return dict(arguments=int(stats.argument_size_in_bytes), temporaries=int(stats.temp_size_in_bytes),
                 outputs=int(stats.output_size_in_bytes), aliased=int(stats.alias_size_in_bytes))
 
