@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,6 @@ from flax import nnx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
-from syngrpo_jax.grpo import train_step as ts  # noqa: E402
 from syngrpo_jax.grpo.optimizer import optimizer_from_config  # noqa: E402
 from syngrpo_jax.models import qwen2_5_vl  # noqa: E402
 from syngrpo_jax.parallel import plan as plan_lib  # noqa: E402

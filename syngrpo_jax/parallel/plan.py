@@ -28,17 +28,16 @@ import json
 import math
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
 
 from syngrpo_jax import methods
+from syngrpo_jax.policy import dtype_of
 from syngrpo_jax.grpo import train_step as ts
 from syngrpo_jax.grpo.batch import build_train_batch
 from syngrpo_jax.grpo.optimizer import optimizer_from_config
 from syngrpo_jax.models.config import Qwen25VLConfig
-from syngrpo_jax.models.inputs import round_up
 from syngrpo_jax.models.qwen2_5_vl import Qwen25VL
 from syngrpo_jax.models.released import architecture_of
 from syngrpo_jax.models.tiny import tiny_config
@@ -48,7 +47,6 @@ from syngrpo_jax.processing.image import smart_resize
 from syngrpo_jax.rollout.base import RolloutRequest
 
 GIB = 1024**3
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 REMAT_ORDER = ("none", "dots", "full")  # increasing memory saving
 
 
@@ -139,14 +137,14 @@ class Plan:
                     usable=self.usable, fits=self.fits)
 
 
-def _abstract_model(config, model_cfg: Qwen25VLConfig):
-    """(graphdef, abstract pure-dict parameters) of the policy with the run's dtypes and options."""
-    dtype = _DTYPES[config.model.dtype]
-    compute = _DTYPES[config.model.get("compute_dtype") or config.model.dtype]
+def _abstract_model(config, model_cfg: Qwen25VLConfig, mesh=None):
+    """(graphdef, abstract state) of the policy with the run's dtypes and options, as `policy.load_policy`
+    builds it (the mesh only matters to the forward's activation constraints)."""
+    dtype = dtype_of(config.model.dtype)
+    compute = dtype_of(config.model.get("compute_dtype") or config.model.dtype)
     make = lambda: Qwen25VL(model_cfg, rngs=nnx.Rngs(0), param_dtype=dtype, dtype=compute,  # noqa: E731
-                            attention_impl=config.model.attention_impl, remat=config.model.remat)
-    graphdef, state = nnx.split(nnx.eval_shape(make))
-    return graphdef, state
+                            attention_impl=config.model.attention_impl, remat=config.model.remat, mesh=mesh)
+    return nnx.split(nnx.eval_shape(make))
 
 
 def example_micro_batch(config, model_cfg: Qwen25VLConfig, assumptions: Assumptions):
@@ -219,7 +217,7 @@ def make_plan(config, sizes: dict[str, int], assumptions: Assumptions,
         patches=patches[2], rollout_rows=_local(b * g, mesh), rollout_prompts=_local(b, mesh),
         max_tokens=config.rollout.max_tokens)
     compute = config.model.get("compute_dtype") or config.model.dtype
-    numerics = memory.Numerics(compute_bytes=np.dtype(_DTYPES[compute]).itemsize, remat=config.model.remat,
+    numerics = memory.Numerics(compute_bytes=np.dtype(dtype_of(compute)).itemsize, remat=config.model.remat,
                                attention_impl=config.model.attention_impl, logprob_chunk=config.loss.logprob_chunk,
                                fsdp=sizes["fsdp"], tensor=sizes["tensor"])
     rollout = memory.rollout_bytes(model_cfg, shapes, numerics) if config.rollout.engine == "jax" else 0
@@ -291,7 +289,8 @@ def knobs(config, sizes: dict[str, int], assumptions: Assumptions, model_cfg=Non
 
 def format_plan(plan: Plan, alternatives: list[tuple[str, Plan]] = (), xla: dict | None = None) -> str:
     d = plan.description
-    gib = lambda n: f"{n / GIB:8.2f}"  # noqa: E731
+    unit, size = ("GiB", GIB) if plan.peak >= GIB else ("MiB", 1024**2)
+    gib = lambda n: f"{n / size:8.2f}"  # noqa: E731
     mesh = ",".join(f"{a}={d['mesh'][a]}" for a in MESH_AXES)
     lines = [
         f"{d['model']}: {d['parameters'] / 1e9:.3f} B parameters in {d['dtype']} (compute {d['compute']}), "
@@ -301,7 +300,7 @@ def format_plan(plan: Plan, alternatives: list[tuple[str, Plan]] = (), xla: dict
         f"({d['prompt_len']} prompt + {d['response_len']} response) and {d['images_per_device']} images of "
         f"{d['patches_per_image']} patches per device and micro-batch",
         f"assumed: images {d['image_size'][0]}x{d['image_size'][1]}, {d['prompt_tokens']} text tokens per prompt",
-        "", "per device                                                          GiB",
+        "", f"per device                                                          {unit}",
     ]
     for name, value in plan.state.items():
         if name != "gradients" and name != "batch":
@@ -316,7 +315,7 @@ def format_plan(plan: Plan, alternatives: list[tuple[str, Plan]] = (), xla: dict
     lines.append(f"  {engine:<64}{gib(plan.rollout)}")
     verdict = "fits" if plan.fits else "does NOT fit"
     lines.append(f"  {'peak = persistent + max(update, rollout)':<64}{gib(plan.peak)}   of {plan.usable / GIB:.1f} "
-                 f"usable: {verdict}")
+                 f"GiB usable: {verdict}")
     if xla:
         lines += ["", "XLA (the trainer's step compiled for virtual CPU devices; CPU computes bfloat16 in float32):",
                   f"  {'arguments (parameters, optimizer, reference, batch)':<64}{gib(xla['arguments'])}"
@@ -341,11 +340,7 @@ def lower_step(config, sizes: dict[str, int], assumptions: Assumptions, model_cf
                          f"({jax.default_backend()})")
     mesh = make_mesh(**sizes, devices=jax.devices()[:n])
     model_cfg = model_cfg or model_config_of(config)
-    dtype = _DTYPES[config.model.dtype]
-    compute = _DTYPES[config.model.get("compute_dtype") or config.model.dtype]
-    make = lambda: Qwen25VL(model_cfg, rngs=nnx.Rngs(0), param_dtype=dtype, dtype=compute,  # noqa: E731
-                            attention_impl=config.model.attention_impl, remat=config.model.remat, mesh=mesh)
-    graphdef, state = nnx.split(nnx.eval_shape(make))
+    graphdef, state = _abstract_model(config, model_cfg, mesh)
     params = nnx.to_pure_dict(state)
     param_sh = nnx.to_pure_dict(sharding.state_shardings(state, mesh))
     tx = optimizer_from_config(config.optim, total_steps=1)
