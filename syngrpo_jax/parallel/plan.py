@@ -33,7 +33,6 @@ import numpy as np
 from flax import nnx
 
 from syngrpo_jax import methods
-from syngrpo_jax.policy import dtype_of
 from syngrpo_jax.grpo import train_step as ts
 from syngrpo_jax.grpo.batch import build_train_batch
 from syngrpo_jax.grpo.optimizer import optimizer_from_config
@@ -43,6 +42,7 @@ from syngrpo_jax.models.released import architecture_of
 from syngrpo_jax.models.tiny import tiny_config
 from syngrpo_jax.parallel import memory, sharding
 from syngrpo_jax.parallel.mesh import MESH_AXES
+from syngrpo_jax.policy import dtype_of
 from syngrpo_jax.processing.image import smart_resize
 from syngrpo_jax.rollout.base import RolloutRequest
 
