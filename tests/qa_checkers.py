@@ -116,14 +116,15 @@ def check_pie_chart(scene):
 
 
 def pixels_pie_chart(scene, pixels):
-    """Each slice's colour sits where its share says: at the middle of its arc, half way out."""
+    """Each slice's colour fills its share of the circle: near both of its edges and at the middle of its arc."""
     (cx, cy), r = scene["center_px"], scene["radius_px"]
     start = scene["start_deg"]
     for name, s, color in zip(scene["names"], scene["shares"], scene["colors"]):
-        mid = math.radians(start + 3.6 * s / 2)  # clockwise from 3 o'clock, y down
-        x, y = cx + 0.4 * r * math.cos(mid), cy + 0.4 * r * math.sin(mid)
-        assert tuple(pixels[round(y), round(x)]) == COLORS[color], (name, s)
-        start += 3.6 * s
+        end = start + 3.6 * s  # clockwise from 3 o'clock, y down
+        for degrees, radius in ((start + 8, 0.88), ((start + end) / 2, 0.4), (end - 8, 0.88)):
+            x, y = cx + radius * r * math.cos(math.radians(degrees)), cy + radius * r * math.sin(math.radians(degrees))
+            assert tuple(pixels[round(y), round(x)]) == COLORS[color], (name, s, degrees)
+        start = end
 
 
 # ---------------------------------------------------------------- function_graph
