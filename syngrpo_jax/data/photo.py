@@ -8,7 +8,7 @@ Six operations, applied in this order (the page, then the camera, then the senso
                image; what leaves the page shows a flat backdrop. Boxes follow the warp.
   blur         Gaussian blur (defocus)
   noise        Gaussian sensor noise
-  jpeg         JPEG compression at a quality between 90 and 35
+  jpeg         JPEG compression at a quality between 90 and 50
 
 `sample_variant(rng, difficulty, width, height)` draws which operations apply (a probability per difficulty) and
 how strongly (a strength range per difficulty), as a JSON-able description; `apply_variant(image, boxes,
@@ -36,9 +36,9 @@ LEVELS = {
         "blur": (0.4, (0.3, 1.0)), "noise": (0.5, (0.3, 1.0)), "jpeg": (0.6, (0.3, 1.0))},
 }
 MAX_INSET = 0.12  # perspective: the largest corner move, as a fraction of the image side
-MAX_BLUR = 1.2  # pixels of Gaussian sigma at strength 1 for a 224-pixel image (scaled with the image)
-MAX_NOISE = 10.0  # grey levels of noise sigma at strength 1
-JPEG_QUALITY = (90, 35)  # quality at strength 0 and 1
+MAX_BLUR = 0.8  # pixels of Gaussian sigma at strength 1 for a 224-pixel image (scaled with the image)
+MAX_NOISE = 8.0  # grey levels of noise sigma at strength 1
+JPEG_QUALITY = (90, 50)  # quality at strength 0 and 1
 
 
 def sample_variant(rng: np.random.Generator, difficulty: int, width: int, height: int) -> dict:
