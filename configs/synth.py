@@ -30,9 +30,13 @@ def get_config(arg: str = "procedural") -> ml_collections.ConfigDict:
     c.curve.authorized_clients_dir = config_dict.placeholder(str)  # if set, only clients whose public key
     #   file is in this directory may connect; if None, any client that knows the server's public key may
     c.admin_token = config_dict.placeholder(str)  # shutdown token; None -> $SYNGRPO_SYNTH_ADMIN_TOKEN
+    c.admin_retry_s = 1.0  # after a wrong admin token, no token is checked for this long (any client): guessing
+    #   runs at 1/admin_retry_s per second; a right token sent meanwhile is refused too (launchers then SIGTERM)
 
     # --- admission -----------------------------------------------------------------------------------------
     c.queue_size = 64  # jobs waiting for the worker; past it, requests get an `overloaded` error
+    # Every bound below is checked by the router thread before a job is queued; each check's cost is bounded by
+    # the limit it enforces (synth_torch.image_check), so no message can stall the router or the worker.
     c.limits = ml_collections.ConfigDict()
     c.limits.max_message_bytes = 32 * 2**20  # all frames of one request
     c.limits.max_header_bytes = 64 * 2**10  # the msgpack header frame
@@ -41,6 +45,22 @@ def get_config(arg: str = "procedural") -> ml_collections.ConfigDict:
     c.limits.max_description_chars = 2000  # the prompt
     c.limits.max_id_chars = 128  # request, job and sample ids
     c.limits.max_steps = 200  # a request's params.steps
+    c.limits.max_png_chunks = 8192  # chunks walked in a PNG, ~0.5 us each (libpng's 8 KB IDATs: 4096 in 32 MB)
+    c.limits.max_jpeg_markers = 256  # JPEG segments before the first scan (encoders write ~10-30), ~1 us each
+    c.limits.max_jpeg_scans = 64  # JPEG scans: each is a decoder pass over the whole image (~12 ms at 4096^2,
+    #   so <= ~0.8 s a job); a progressive encoder writes ~10. A file repeating one scan 3,000x is refused
+
+    # --- memory (synth_torch.admission): bytes, per client and in total -------------------------------------------
+    # RSS stays below  idle RSS + max_queued_bytes + max_reply_bytes + the worker's working set for one batch
+    # (procedural backend: ~65 bytes per pixel, e.g. ~270 MB for a 2048x2048 job). A client over a budget gets
+    # `overloaded` naming it; a client that disconnects has its queued jobs dropped unrun and its bytes released.
+    c.memory = ml_collections.ConfigDict()
+    c.memory.max_queued_bytes = 256 * 2**20  # request frames of queued + running jobs, all clients (>= message)
+    c.memory.max_reply_bytes = 1024 * 2**20  # reply bytes held for all clients: reserved for queued/running jobs
+    #   (the PNG's worst case, 3 bytes per pixel + a byte per row), waiting in outboxes, or just handed to ZeroMQ
+    c.memory.max_client_reply_bytes = 256 * 2**20  # the same for one client: a client that never reads its
+    #   replies is refused new jobs past this; must be >= (reply_hwm + 2) x the largest reply (~4 x max pixels)
+    c.memory.reply_hwm = 1  # replies ZeroMQ may hold per connection (its send pipe); more wait in the outbox
 
     # --- worker ----------------------------------------------------------------------------------------------
     c.device = "auto"  # "cuda:N", "cpu", or "auto" (cuda:0 when available); one worker thread owns it
