@@ -45,10 +45,13 @@ def get_config(arg: str = "procedural") -> ml_collections.ConfigDict:
     c.limits.max_description_chars = 2000  # the prompt
     c.limits.max_id_chars = 128  # request, job and sample ids
     c.limits.max_steps = 200  # a request's params.steps
-    c.limits.max_png_chunks = 8192  # chunks walked in a PNG, ~0.5 us each (libpng's 8 KB IDATs: 4096 in 32 MB)
-    c.limits.max_jpeg_markers = 256  # JPEG segments before the first scan (encoders write ~10-30), ~1 us each
-    c.limits.max_jpeg_scans = 64  # JPEG scans: each is a decoder pass over the whole image (~12 ms at 4096^2,
-    #   so <= ~0.8 s a job); a progressive encoder writes ~10. A file repeating one scan 3,000x is refused
+    c.limits.max_png_chunks = 8192  # chunks the router walks in a PNG, 0.1-1 us each (~1-9 ms at the limit
+    #   here); libpng writes 8 KB IDATs, 4096 of them in 32 MB. A 32 MB file of empty chunks is refused in ms
+    c.limits.max_jpeg_markers = 256  # JPEG segments before the first scan the router walks (encoders write
+    #   ~10-30); a 32 MB file of empty COM markers is refused in 0.1 ms
+    c.limits.max_jpeg_scans = 64  # JPEG scans, counted by the worker before it decodes (~5 ms per 10 MB): each
+    #   scan is a decoder pass over the whole image (~12-16 ms at 4096^2, so <= ~1 s a job); a progressive
+    #   encoder writes ~10. A 250 KB file repeating one scan 3,000x (35 s of decoding) is refused at once
 
     # --- memory (synth_torch.admission): bytes, per client and in total -------------------------------------------
     # RSS stays below  idle RSS + max_queued_bytes + max_reply_bytes + the worker's working set for one batch

@@ -1,21 +1,22 @@
 """What an image frame is, read from its structure alone, at a cost bounded before any pixel is decoded.
 
-The router thread runs this on every synthesize request, so it must stay cheap whatever the bytes say:
+`sniff_image` runs on the router thread for every synthesize request; its work is bounded by fixed counts,
+whatever the bytes say:
 
     PNG   signature, IHDR (the size), then a walk over chunk headers to IEND: at most limits.max_png_chunks
           chunks (a file of millions of empty ancillary chunks is refused after that many steps); nothing may
           follow IEND (padding would let every queued job carry the message limit for free).
     JPEG  SOI, then marker segments up to the first scan: at most limits.max_jpeg_markers of them (a file of
-          empty COM markers is refused after that many); the frame header (SOF) gives the size. Past the first
-          scan, two C-speed passes over the bytes: the number of FF DA pairs -- an upper bound on the scans the
-          decoder will run, since inside entropy-coded data an FF byte is always followed by 00 or a restart
-          marker -- must be at most limits.max_jpeg_scans (a progressive file that repeats one scan thousands of
-          times costs the decoder a full-image pass per scan), and the first end-of-image marker must be the
-          file's last two bytes.
+          empty COM markers is refused after that many); the frame header (SOF) gives the size; the frame must
+          end with the end-of-image marker.
 
-Cost: the PNG walk is max_png_chunks steps of a few hundred ns; the JPEG walk max_jpeg_markers steps plus the two
-passes (bytes.count / bytes.find, a few ms per 10 MB) -- about the cost of receiving the frame. Decoding itself
-(pixels) happens on the worker, bounded by max_image_pixels and these counts.
+`check_scans` runs on the worker just before a JPEG is decoded. It reads the whole frame, at C speed (two
+passes, bytes.count and bytes.find: ~5 ms per 10 MB, up to ~100 ms for a 32 MB frame of stuffed FF bytes --
+which is why it is not on the router thread, where every client's ping waits): the number of FF DA pairs, an
+upper bound on the scans the decoder will run (inside entropy-coded data an FF byte is always followed by 00 or
+a restart marker), must be at most limits.max_jpeg_scans -- a progressive file that repeats one scan thousands
+of times costs the decoder a full-image pass per scan -- and the first end-of-image marker after the first scan
+must be the frame's last two bytes.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def sniff_image(data: bytes, limits: Limits) -> tuple[str, int, int]:
     if data.startswith(PNG_SIGNATURE):
         fmt, (width, height) = "png", _png_size(data, limits)
     elif data.startswith(b"\xff\xd8"):
-        fmt, (width, height) = "jpeg", _jpeg_size(data, limits)
+        fmt, ((width, height), _) = "jpeg", _jpeg_header(data, limits)
     else:
         raise _bad(f"image frame ({len(data)} bytes, starting {bytes(data[:8])!r}) is neither PNG nor JPEG")
     if width * height > limits.max_image_pixels:
@@ -82,7 +83,8 @@ def _png_size(data: bytes, limits: Limits) -> tuple[int, int]:
         pos = end
 
 
-def _jpeg_size(data: bytes, limits: Limits) -> tuple[int, int]:
+def _jpeg_header(data: bytes, limits: Limits) -> tuple[tuple[int, int], int]:
+    """((width, height), offset of the first SOS marker), from the segments before the first scan."""
     n = len(data)
     pos, markers, size = 2, 0, None
     while True:
@@ -117,18 +119,23 @@ def _jpeg_size(data: bytes, limits: Limits) -> tuple[int, int]:
         if marker == 0xDA:
             if size is None:
                 raise _bad("JPEG scan (SOS) comes before any frame header (SOF)")
-            _check_scans(data, fill.end() - 1, pos, limits)
-            return size
+            if not data.endswith(b"\xff\xd9"):
+                raise _bad("JPEG does not end with the end-of-image marker (truncated, or bytes follow it)")
+            return size, fill.end() - 1
 
 
-def _check_scans(data: bytes, first_sos: int, after_header: int, limits: Limits) -> None:
-    """From the first scan on: the FF DA count bounds the scans; the first EOI must end the frame."""
+def check_scans(data: bytes, limits: Limits) -> None:
+    """For a JPEG frame that passed `sniff_image`: the FF DA count bounds its scans, and its first end-of-image
+    marker after the first scan ends the frame. PNG frames pass unchanged. Raises ProtocolError."""
+    if not data.startswith(b"\xff\xd8"):
+        return
+    _, first_sos = _jpeg_header(data, limits)  # not data.find: an EXIF thumbnail before it has scans too
     scans = data.count(b"\xff\xda", first_sos)
     if scans > limits.max_jpeg_scans:
         raise ProtocolError(
             "limit_exceeded", f"JPEG has {scans} scan markers, over max_jpeg_scans={limits.max_jpeg_scans} "
             "(each scan costs the decoder a pass over the whole image)", field="image", limit="max_jpeg_scans")
-    eoi = data.find(b"\xff\xd9", after_header)
+    eoi = data.find(b"\xff\xd9", first_sos + 4)
     if eoi < 0:
         raise _bad("JPEG has no end-of-image marker (truncated)")
     if eoi + 2 != len(data):

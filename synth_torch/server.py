@@ -103,7 +103,8 @@ class SynthServer:
         inproc = f"inproc://synth-results-{uuid.uuid4().hex}"
         self._pull = self._ctx.socket(zmq.PULL)
         self._pull.bind(inproc)
-        self.worker = Worker(config, self.queue, self._stats, self._ctx, inproc, backend=backend, segmenter=segmenter)
+        self.worker = Worker(config, self.limits, self.queue, self._stats, self._ctx, inproc, backend=backend,
+                             segmenter=segmenter)
         self.router: Router | None = None
         self._auth = None
         self._sock = self._peers = None

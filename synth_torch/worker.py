@@ -4,7 +4,7 @@ over an inproc PUSH socket (ZeroMQ sockets are not shared between threads).
 
 Internal reply message: [token (8 bytes, the job's router-side name), header, png?]; the router releases the
 job's byte accounting and sends [identity, header, png?] on. Jobs that waited longer than their timeout_s are
-answered `expired` without running.
+answered `expired` without running; a JPEG's scans are counted before it is decoded (image_check.check_scans).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import time
 import zmq
 
 from syngrpo_jax.protocol import synthesis as proto
+from synth_torch.image_check import check_scans
 from synth_torch.job_queue import JobQueue
 from synth_torch.pipeline import Job, Outcome, SynthesisPipeline
 from synth_torch.stats import ServerStats
@@ -34,9 +35,9 @@ def unpack_token(frame: bytes) -> int:
 class Worker:
     """`ready` is set once the backend loaded (or failed: `load_error`); `run` then serves until `stop`."""
 
-    def __init__(self, config, queue: JobQueue[Job], stats: ServerStats, ctx: zmq.Context, endpoint: str,
-                 *, backend=None, segmenter=None):
-        self.config, self.queue, self.stats = config, queue, stats
+    def __init__(self, config, limits: proto.Limits, queue: JobQueue[Job], stats: ServerStats, ctx: zmq.Context,
+                 endpoint: str, *, backend=None, segmenter=None):
+        self.config, self.limits, self.queue, self.stats = config, limits, queue, stats
         self._ctx, self._endpoint = ctx, endpoint
         self._backend, self._segmenter = backend, segmenter
         self.batch_size = max(1, int(config.batch_size))
@@ -78,10 +79,14 @@ class Worker:
         dequeued = time.perf_counter()
         live = []
         for job in batch:
-            if job.request.timeout_s is not None and dequeued - job.received > job.request.timeout_s:
-                oc = Outcome(job, error=proto.ProtocolError(
-                    "expired", f"job waited {dequeued - job.received:.3f} s in the queue, over its "
-                    f"timeout_s={job.request.timeout_s}", field="timeout_s"))
+            try:
+                if job.request.timeout_s is not None and dequeued - job.received > job.request.timeout_s:
+                    raise proto.ProtocolError(
+                        "expired", f"job waited {dequeued - job.received:.3f} s in the queue, over its "
+                        f"timeout_s={job.request.timeout_s}", field="timeout_s")
+                check_scans(job.image_bytes, self.limits)  # bounds the decode's cost before it starts
+            except proto.ProtocolError as e:
+                oc = Outcome(job, error=e)
                 oc.timings["queue_wait"] = dequeued - job.received
                 self._reply(oc, push)
             else:

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from syngrpo_jax.protocol import synthesis as proto
-from synth_torch.image_check import sniff_image
+from synth_torch.image_check import check_scans, sniff_image
 
 LIMITS = proto.Limits()
 
@@ -71,20 +71,28 @@ def test_format_and_pixel_limit(helpers):
         sniff_image(b"", LIMITS)
 
 
-def _refused(data, limits=LIMITS):
+def _refused(data, limits=LIMITS, check=sniff_image):
     t0 = time.perf_counter()
     with pytest.raises(proto.ProtocolError) as info:
-        sniff_image(data, limits)
+        check(data, limits)
     return info.value, time.perf_counter() - t0
+
+
+def test_valid_files_pass_the_scan_check(helpers):
+    for name, data in valid_files(helpers).items():
+        check_scans(data, LIMITS)  # the EXIF one holds a thumbnail-like FF DA / FF D9 before the first scan
 
 
 def test_scan_bomb_refused_by_scan_count(helpers):
     bomb = helpers.jpeg_scan_bomb(1024, 1024, repeats=200)
-    err, _ = _refused(bomb)
+    assert sniff_image(bomb, LIMITS) == ("jpeg", 1024, 1024)  # a well-formed header...
+    err, seconds = _refused(bomb, check=check_scans)  # ...but 210 scans
     assert err.code == "limit_exceeded" and err.limit == "max_jpeg_scans" and err.field == "image"
+    assert "210" in err.message
     ten_scans = helpers.progressive_jpeg(1024, 1024)
-    assert sniff_image(ten_scans, LIMITS) == ("jpeg", 1024, 1024)
-    assert _refused(ten_scans, proto.Limits(max_jpeg_scans=9))[0].limit == "max_jpeg_scans"
+    check_scans(ten_scans, LIMITS)
+    check_scans(ten_scans, proto.Limits(max_jpeg_scans=10))
+    assert _refused(ten_scans, proto.Limits(max_jpeg_scans=9), check_scans)[0].limit == "max_jpeg_scans"
 
 
 def test_many_chunks_and_many_markers_refused_in_bounded_time(helpers):
@@ -102,10 +110,14 @@ def test_many_chunks_and_many_markers_refused_in_bounded_time(helpers):
 def test_bytes_after_the_image_end_are_refused(helpers):
     png = helpers.png_bytes(helpers.make_image(16, 16))
     jpeg = helpers.png_bytes(helpers.make_image(16, 16), "JPEG")
-    for data, what in ((png + b"\0" * 1000, "IEND"), (jpeg + b"\0" * 1000, "end-of-image"),
-                       (jpeg + jpeg, "end-of-image")):
+    for data, what in ((png + b"\0" * 1000, "IEND"), (jpeg + b"\0" * 1000, "end-of-image")):
         err, _ = _refused(data)
         assert err.code == "bad_image" and what in err.message and "follow" in err.message
+    padded = jpeg[:-2] + b"\0" * 1000 + jpeg[-2:]  # padding inside the scan, ending FF D9: the decoder skips it
+    sniff_image(padded, LIMITS)
+    twice = jpeg + jpeg  # a second image after the end of the first
+    err, _ = _refused(twice, check=check_scans)
+    assert err.code == "bad_image" and "follow the JPEG's end-of-image" in err.message
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -113,7 +125,7 @@ def test_bytes_after_the_image_end_are_refused(helpers):
     (lambda png, jpeg: png[:8] + png[33:], "IHDR"),
     (lambda png, jpeg: png[:33] + png[-12:], "IDAT"),
     (lambda png, jpeg: png[:8] + b"\xff\xff\xff\xff" + png[12:], "past the end"),
-    (lambda png, jpeg: jpeg[:-2], "no end-of-image"),
+    (lambda png, jpeg: jpeg[:-2], "does not end with the end-of-image"),
     (lambda png, jpeg: jpeg[:2] + b"\x00" + jpeg[2:], "expected a marker"),
     (lambda png, jpeg: jpeg[:2] + b"\xff\xd9" + jpeg[2:], "before its first scan"),
     (lambda png, jpeg: jpeg[:2] + b"\xff\xe0\x00\x01" + jpeg[2:], "bad length"),
@@ -141,6 +153,7 @@ def test_random_damage_never_escapes_as_another_exception(helpers):
                 data[at:at] = rng.bytes(int(rng.integers(1, 50)))
         try:
             fmt, w, h = sniff_image(bytes(data), LIMITS)
+            check_scans(bytes(data), LIMITS)
         except proto.ProtocolError as e:
             assert e.code in ("bad_image", "limit_exceeded")
         else:

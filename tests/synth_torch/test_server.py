@@ -214,7 +214,7 @@ def malformed_messages(helpers, n, seed=0):
         elif kind == 8:  # a pickled payload (never unpickled: just bytes)
             out.append([pickle.dumps(Evil() if i % 2 else header), good[1]])
         elif kind == 9:  # a wrong protocol version
-            h = dict(header, v=[0, 2, "1", None, True, 1.5][i % 6])
+            h = dict(header, v=[0, 2, "1", None, True, 1.5, 1.0][i % 7])
             out.append([msgpack.packb(h), good[1]])
         elif kind == 10:  # image frame that is not an image, empty, or claims to be huge
             out.append([good[0], [b"", rng.bytes(100), _png_claiming(100_000, 100_000), b"GIF89a" + b"\0" * 20][i % 4]])
