@@ -7,13 +7,16 @@
 
 `overrides` are config fields, e.g. {"model.base_dir": "/m/base", "queue_size": 8}. The helper generates a random
 admin token, hands it to the server through the environment (not the command line, which `ps` shows) and keeps
-it for the shutdown. The server's log goes to `server.log_path`.
+it for the shutdown. The server's log goes to `server.log_path`, in a temporary directory `synth-server-*` that
+`stop()` removes. A launcher killed with SIGKILL cannot remove it; the directory names its launcher's and
+server's pids (owner.json), and the next start removes every such directory whose processes are both gone.
 """
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -111,6 +114,38 @@ class LocalServer:
         self.stop()
 
 
+_TEMP_PREFIX = "synth-server-"
+_OWNER_FILE = "owner.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def reclaim_orphaned_dirs(parent: str | None = None) -> list[str]:
+    """Removes the temporary directories of local servers whose launcher and server processes are both gone
+    (a SIGKILLed launcher leaves its directory behind); returns the removed paths. A directory without an
+    owner file, or whose pids still run (or were reused), is left alone."""
+    removed = []
+    for path in Path(parent or tempfile.gettempdir()).glob(f"{_TEMP_PREFIX}*"):
+        try:
+            owner = json.loads((path / _OWNER_FILE).read_text())
+            pids = [int(owner["launcher_pid"]), int(owner["server_pid"])]
+            if path.stat().st_uid != os.getuid() or any(_alive(pid) for pid in pids):
+                continue
+            shutil.rmtree(path)
+            removed.append(str(path))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not ours, being created, or already gone
+    return removed
+
+
 def start_local_server(config: str = "procedural", *, overrides: dict | None = None, port: int | None = None,
                        config_file: str | os.PathLike | None = None, startup_timeout_s: float = 120.0,
                        env: dict | None = None, python: str | None = None) -> LocalServer:
@@ -119,7 +154,8 @@ def start_local_server(config: str = "procedural", *, overrides: dict | None = N
     port None/0 picks a free port (the server binds port 0 and reports the one it got). Raises RuntimeError with
     the server's log if it exits or does not answer within startup_timeout_s.
     """
-    workdir = tempfile.TemporaryDirectory(prefix="synth-server-")
+    reclaim_orphaned_dirs()
+    workdir = tempfile.TemporaryDirectory(prefix=_TEMP_PREFIX)
     ready_file = Path(workdir.name) / "ready.json"
     log_path = Path(workdir.name) / "server.log"
     config_file = Path(config_file or DEFAULT_CONFIG_FILE).resolve()
@@ -136,6 +172,7 @@ def start_local_server(config: str = "procedural", *, overrides: dict | None = N
     child_env[PARENT_PID_ENV] = str(os.getpid())  # the server exits when this process dies (even by SIGKILL)
     process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=child_env, cwd=str(REPO_ROOT))
     log_file.close()
+    (Path(workdir.name) / _OWNER_FILE).write_text(json.dumps({"launcher_pid": os.getpid(), "server_pid": process.pid}))
 
     def fail(why: str):
         if process.poll() is None:
