@@ -64,6 +64,8 @@ def get_config(arg: str = "procedural") -> ml_collections.ConfigDict:
     c.memory.max_client_reply_bytes = 256 * 2**20  # the same for one client: a client that never reads its
     #   replies is refused new jobs past this; must be >= (reply_hwm + 2) x the largest reply (~4 x max pixels)
     c.memory.reply_hwm = 1  # replies ZeroMQ may hold per connection (its send pipe); more wait in the outbox
+    c.memory.request_hwm = 16  # requests ZeroMQ may hold per connection before the router reads them (past it,
+    #   TCP pushes back on the sender). Transient and outside the budgets above: the router reads at GB/s
 
     # --- worker ----------------------------------------------------------------------------------------------
     c.device = "auto"  # "cuda:N", "cpu", or "auto" (cuda:0 when available); one worker thread owns it

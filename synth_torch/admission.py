@@ -150,8 +150,9 @@ def check_memory_config(memory_cfg, limits) -> None:
     """Refuses budgets that could never admit a job of the largest allowed size, naming the fields."""
     one = largest_reply(limits.max_image_pixels)
     need = (int(memory_cfg.reply_hwm) + 2) * one
-    if int(memory_cfg.reply_hwm) < 1:
-        raise ValueError(f"config.memory.reply_hwm={memory_cfg.reply_hwm} must be at least 1")
+    for name in ("reply_hwm", "request_hwm"):
+        if int(memory_cfg[name]) < 1:
+            raise ValueError(f"config.memory.{name}={memory_cfg[name]} must be at least 1")
     if int(memory_cfg.max_queued_bytes) < limits.max_message_bytes:
         raise ValueError(f"config.memory.max_queued_bytes={memory_cfg.max_queued_bytes} is below "
                          f"limits.max_message_bytes={limits.max_message_bytes}: a full-size job could never queue")

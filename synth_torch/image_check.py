@@ -35,14 +35,15 @@ def _bad(message: str) -> ProtocolError:
     return ProtocolError("bad_image", message, field="image")
 
 
-def sniff_image(data: bytes, limits: Limits) -> tuple[str, int, int]:
-    """("png" | "jpeg", width, height) of an image frame; raises ProtocolError (field "image") for anything
-    else, for a structure over the limits above, and for bytes after the image's end."""
-    if not data:
+def sniff_image(data: bytes | memoryview, limits: Limits) -> tuple[str, int, int]:
+    """("png" | "jpeg", width, height) of an image frame (bytes, or a memoryview of the received frame: no copy);
+    raises ProtocolError (field "image") for anything else, for a structure over the limits above, and for bytes
+    after the image's end."""
+    if not len(data):
         raise _bad("image frame is empty")
-    if data.startswith(PNG_SIGNATURE):
+    if data[:8] == PNG_SIGNATURE:
         fmt, (width, height) = "png", _png_size(data, limits)
-    elif data.startswith(b"\xff\xd8"):
+    elif data[:2] == b"\xff\xd8":
         fmt, ((width, height), _) = "jpeg", _jpeg_header(data, limits)
     else:
         raise _bad(f"image frame ({len(data)} bytes, starting {bytes(data[:8])!r}) is neither PNG nor JPEG")
@@ -119,16 +120,17 @@ def _jpeg_header(data: bytes, limits: Limits) -> tuple[tuple[int, int], int]:
         if marker == 0xDA:
             if size is None:
                 raise _bad("JPEG scan (SOS) comes before any frame header (SOF)")
-            if not data.endswith(b"\xff\xd9"):
+            if data[-2:] != b"\xff\xd9":
                 raise _bad("JPEG does not end with the end-of-image marker (truncated, or bytes follow it)")
             return size, fill.end() - 1
 
 
-def check_scans(data: bytes, limits: Limits) -> None:
+def check_scans(data: bytes | memoryview, limits: Limits) -> None:
     """For a JPEG frame that passed `sniff_image`: the FF DA count bounds its scans, and its first end-of-image
     marker after the first scan ends the frame. PNG frames pass unchanged. Raises ProtocolError."""
-    if not data.startswith(b"\xff\xd8"):
+    if data[:2] != b"\xff\xd8":
         return
+    data = bytes(data)  # count / find (a copy of a memoryview, on the worker)
     _, first_sos = _jpeg_header(data, limits)  # not data.find: an EXIF thumbnail before it has scans too
     scans = data.count(b"\xff\xda", first_sos)
     if scans > limits.max_jpeg_scans:

@@ -134,7 +134,7 @@ class SynthServer:
         cfg = self.config
         sock = self._ctx.socket(zmq.ROUTER)
         sock.linger = 500
-        sock.rcvhwm = 64  # with maxmsgsize, bounds what one slow-draining peer can make zmq buffer
+        sock.rcvhwm = int(cfg.memory.request_hwm)  # requests zmq holds per connection until the router reads
         sock.sndhwm = int(cfg.memory.reply_hwm)  # replies ZeroMQ holds per connection; the rest wait, counted
         sock.router_mandatory = True  # a full pipe is EAGAIN (kept and retried), a departed peer EHOSTUNREACH
         sock.maxmsgsize = 2 * self.limits.max_message_bytes  # bigger frames: the peer is disconnected
@@ -281,7 +281,7 @@ def main(argv) -> None:
     _lower_priority(config.get("nice", 0))
     try:
         server = SynthServer(config)
-    except BindRefused as e:
+    except (BindRefused, ValueError) as e:  # a refused bind, or a config that names its bad field
         log.error("%s", e)
         sys.exit(2)
 

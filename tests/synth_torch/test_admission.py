@@ -84,10 +84,17 @@ def test_memory_config_is_checked_and_named(helpers):
     for field, value, match in (("max_queued_bytes", 499, "max_queued_bytes=499"),
                                 ("max_client_reply_bytes", 3 * largest_reply(1000) - 1, "refused forever"),
                                 ("max_reply_bytes", 24_400, "exceeds"),
-                                ("reply_hwm", 0, "reply_hwm=0")):
+                                ("reply_hwm", 0, "reply_hwm=0"), ("request_hwm", 0, "request_hwm=0")):
         bad = helpers.load_config(**{**{f"memory.{k}": v for k, v in ok.memory.items()}, f"memory.{field}": value})
         with pytest.raises(ValueError, match=match):
             check_memory_config(bad.memory, limits)
+
+
+def test_cli_refuses_a_budget_that_could_never_admit_a_job():
+    from syngrpo_jax.synthesis.local_server import start_local_server
+
+    with pytest.raises(RuntimeError, match="exited with code 2(.|\n)*config.memory.max_client_reply_bytes=1000 "):
+        start_local_server("procedural", overrides={"memory.max_client_reply_bytes": 1000}, startup_timeout_s=60)
 
 
 def test_default_config_is_valid(helpers):

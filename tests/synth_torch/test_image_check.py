@@ -57,7 +57,7 @@ def test_valid_files_read_like_pillow(helpers):
     for name, data in valid_files(helpers).items():
         with Image.open(io.BytesIO(data)) as img:
             expected = (img.format.lower(), *img.size)
-        assert sniff_image(data, LIMITS) == expected, name
+        assert sniff_image(data, LIMITS) == sniff_image(memoryview(data), LIMITS) == expected, name
 
 
 def test_format_and_pixel_limit(helpers):
@@ -81,6 +81,7 @@ def _refused(data, limits=LIMITS, check=sniff_image):
 def test_valid_files_pass_the_scan_check(helpers):
     for name, data in valid_files(helpers).items():
         check_scans(data, LIMITS)  # the EXIF one holds a thumbnail-like FF DA / FF D9 before the first scan
+        check_scans(memoryview(data), LIMITS)
 
 
 def test_scan_bomb_refused_by_scan_count(helpers):
