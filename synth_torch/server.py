@@ -234,6 +234,7 @@ class SynthServer:
             "curve": self._curve is not None,
         }
 
+
 def _plain(obj):
     """Only msgpack-safe values in stats."""
     if isinstance(obj, dict):

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -72,8 +73,6 @@ def _restore(directory):
 
 
 def jax_zeros(tree):
-    import jax
-
     return jax.tree.map(jnp.zeros_like, tree)
 
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 from syngrpo_jax.protocol import synthesis as proto
 from synth_torch.image_check import check_scans, sniff_image
+from synth_torch.pipeline import encode_png
 
 LIMITS = proto.Limits()
 
@@ -28,7 +29,7 @@ def valid_files(helpers):
         "png_palette": _saved(rgb.convert("P"), "PNG"),
         "png_16bit": _saved(Image.fromarray(np.arange(37 * 53, dtype=np.uint16).reshape(37, 53)), "PNG"),
         "png_text": _saved(rgb, "PNG", pnginfo=_pnginfo()),
-        "png_server_encoder": __import__("synth_torch.pipeline", fromlist=["x"]).encode_png(helpers.make_image(37, 53)),
+        "png_server_encoder": encode_png(helpers.make_image(37, 53)),
         "jpeg_baseline": _saved(rgb, "JPEG"),
         "jpeg_progressive": _saved(rgb, "JPEG", progressive=True),
         "jpeg_optimized_444": _saved(rgb, "JPEG", optimize=True, subsampling=0, quality=95),

@@ -3,6 +3,7 @@ never reads its replies, padded images, queued bytes, clients that leave with jo
 import threading
 import time
 
+import numpy as np
 import pytest
 import zmq
 
@@ -30,7 +31,8 @@ def _recv(sock, timeout_s):
 def _job(helpers, job_id, image_bytes=None, **fields):
     header = proto.request_header("synthesize", job_id, job_id=job_id, sample_id=1, description="a green field",
                                   boxes=[[2, 2, 20, 20]], seed=0, **fields)
-    return [proto.pack(header), image_bytes if image_bytes is not None else helpers.png_bytes(helpers.make_image(32, 32))]
+    image = image_bytes if image_bytes is not None else helpers.png_bytes(helpers.make_image(32, 32))
+    return [proto.pack(header), image]
 
 
 def _ping(sock, request_id="p", timeout_s=5.0):
@@ -162,7 +164,7 @@ def test_never_reading_client_leaves_rss_within_the_stated_bound(helpers):
                  "memory.max_reply_bytes": 40 << 20}
     config = helpers.load_config(**overrides)
     bound = memory_bound_bytes(config.memory)
-    zeros = helpers.png_bytes(__import__("numpy").zeros((side, side, 3), "uint8"))
+    zeros = helpers.png_bytes(np.zeros((side, side, 3), np.uint8))
     server = start_local_server("procedural", overrides=overrides)
     try:
         with zmq.Context() as ctx:
