@@ -34,13 +34,16 @@ def get_config(arg: str = "procedural") -> ml_collections.ConfigDict:
     #   runs at 1/admin_retry_s per second; a right token sent meanwhile is refused too (launchers then SIGTERM)
 
     # --- admission -----------------------------------------------------------------------------------------
-    c.queue_size = 64  # jobs waiting for the worker; past it, requests get an `overloaded` error
-    # Every bound below is checked by the router thread before a job is queued; each check's cost is bounded by
-    # the limit it enforces (synth_torch.image_check), so no message can stall the router or the worker.
+    c.queue_size = 64  # jobs waiting for the worker; past it, requests get an `overloaded` error (their bytes
+    #   count in memory.max_queued_bytes too)
+    # Every bound below is checked before a job runs, by the router thread unless said otherwise; each check's
+    # cost is bounded by the limit it enforces (synth_torch.image_check), so no message stalls router or worker.
     c.limits = ml_collections.ConfigDict()
-    c.limits.max_message_bytes = 32 * 2**20  # all frames of one request
-    c.limits.max_header_bytes = 64 * 2**10  # the msgpack header frame
-    c.limits.max_image_pixels = 4096 * 4096  # decoded width * height
+    c.limits.max_message_bytes = 32 * 2**20  # all frames of one request; ZeroMQ drops a connection that sends a
+    #   frame over twice this. Receiving and checking one costs the router ~1-10 ms
+    c.limits.max_header_bytes = 64 * 2**10  # the msgpack header frame (unpacked in C, ~0.1 ms)
+    c.limits.max_image_pixels = 4096 * 4096  # decoded width * height: bounds the worker's decode (~0.3 s for a
+    #   4096^2 JPEG) and working set (see memory below), and each job's reply reservation (~3 bytes a pixel)
     c.limits.max_boxes = 256  # ground-truth boxes per job
     c.limits.max_description_chars = 2000  # the prompt
     c.limits.max_id_chars = 128  # request, job and sample ids
@@ -55,7 +58,7 @@ def get_config(arg: str = "procedural") -> ml_collections.ConfigDict:
 
     # --- memory (synth_torch.admission): bytes, per client and in total -------------------------------------------
     # RSS stays below  idle RSS + max_queued_bytes + max_reply_bytes + the worker's working set for one batch
-    # (procedural backend: ~65 bytes per pixel, e.g. ~270 MB for a 2048x2048 job). A client over a budget gets
+    # (procedural backend: ~60 bytes per pixel, e.g. ~250 MB for a 2048x2048 job). A client over a budget gets
     # `overloaded` naming it; a client that disconnects has its queued jobs dropped unrun and its bytes released.
     c.memory = ml_collections.ConfigDict()
     c.memory.max_queued_bytes = 256 * 2**20  # request frames of queued + running jobs, all clients (>= message)
