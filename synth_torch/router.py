@@ -34,7 +34,8 @@ _BURST = 256  # requests read per turn, so replies and disconnects are handled b
 
 
 class Router:
-    """Runs on one thread: `run()` until `stop` is set, then answers what is left (`finish`)."""
+    """Runs on one thread: `run()` until `stop` is set; then `answer_queued()`, and `finish()` once the worker
+    is done (SynthServer orders the three)."""
 
     def __init__(self, *, sock: zmq.Socket, peers: Peers, pull: zmq.Socket, queue: JobQueue[Job], ledger: Ledger,
                  stats: ServerStats, limits: proto.Limits, admin_token: str | None, admin_gate: AdminGate,
@@ -53,18 +54,15 @@ class Router:
         poller = zmq.Poller()
         for s in (self.sock, self.pull, self.peers.monitor):
             poller.register(s, zmq.POLLIN)
-        try:
-            while not self.stop.is_set():
-                events = dict(poller.poll(5 if self._outbox else 100))
-                if self.peers.monitor in events:
-                    self._drop_clients(self.peers.drain())
-                if self.pull in events:
-                    self.forward_results()
-                if self.sock in events:
-                    self._receive_burst()
-                self._flush()
-        finally:
-            self.finish()
+        while not self.stop.is_set():
+            events = dict(poller.poll(5 if self._outbox else 100))
+            if self.peers.monitor in events:
+                self._drop_clients(self.peers.drain())
+            if self.pull in events:
+                self.forward_results()
+            if self.sock in events:
+                self._receive_burst()
+            self._flush()
 
     def _receive_burst(self) -> None:
         for _ in range(_BURST):
@@ -83,13 +81,8 @@ class Router:
             if self.stop.is_set():
                 return
 
-    def finish(self) -> None:
-        """Answers queued jobs with `shutting_down` and forwards what the worker still sends (the server joins
-        the worker between `answer_queued` and this)."""
-        self.forward_results()
-        self._flush()
-
     def answer_queued(self) -> None:
+        """Stopping, first: queued jobs are answered `shutting_down`."""
         self.queue.close()
         for job in self.queue.drain():
             self._release(job.token)
@@ -182,6 +175,11 @@ class Router:
             job = self._release(unpack_token(token))
             if job is not None:
                 self._send(job.identity, frames, reserved=True)
+
+    def finish(self) -> None:
+        """Stopping, last (after the worker was joined): its last replies are forwarded, best effort."""
+        self.forward_results()
+        self._flush()
 
     def _release(self, token: int) -> Job | None:
         entry = self._jobs.pop(token, None)
