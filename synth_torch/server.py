@@ -10,8 +10,6 @@ unrun (synth_torch.peers). Protocol: syngrpo_jax.protocol.synthesis. This module
 """
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
 import os
 import signal
@@ -22,7 +20,8 @@ import uuid
 
 import zmq
 
-from syngrpo_jax.protocol import curve_keys
+from syngrpo_jax.protocol import curve_keys, endpoints
+from syngrpo_jax.protocol.endpoints import BindRefused  # re-exported: the server raises it
 from syngrpo_jax.protocol import synthesis as proto
 from synth_torch.admission import AdminGate, Ledger, check_memory_config
 from synth_torch.job_queue import JobQueue
@@ -38,21 +37,8 @@ ADMIN_TOKEN_ENV = "SYNGRPO_SYNTH_ADMIN_TOKEN"
 PARENT_PID_ENV = "SYNGRPO_SYNTH_PARENT_PID"  # set by a launcher whose death should stop this server
 
 
-class BindRefused(RuntimeError):
-    """The configured address is not loopback and no CURVE keys were given."""
-
-
 def limits_from_config(limits_cfg) -> proto.Limits:
     return proto.Limits(**{f: int(limits_cfg[f]) for f in proto.Limits.__dataclass_fields__ if f in limits_cfg})
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # "*", interface names and host names are not loopback
 
 
 def server_curve_keys(config) -> tuple[bytes, bytes] | None:
@@ -70,12 +56,8 @@ def server_curve_keys(config) -> tuple[bytes, bytes] | None:
 def check_bind(config) -> tuple[bytes, bytes] | None:
     """Refuses a non-loopback bind without CURVE keys; returns the keys (or None on plain loopback)."""
     keys = server_curve_keys(config)
-    if not is_loopback(config.bind_address) and keys is None:
-        raise BindRefused(
-            f"refusing to bind config.bind_address={config.bind_address!r}: it is not a loopback address, and "
-            "serving beyond this machine requires ZeroMQ CURVE keys. Generate them with "
-            "`python -m syngrpo_jax.protocol.curve_keys --out_dir=KEYS` and set "
-            "config.curve.server_secret_key_file=KEYS/server.key_secret (clients then need KEYS/server.key).")
+    endpoints.check_bind(config.bind_address, keys,
+                         how_to="set config.curve.server_secret_key_file=KEYS/server.key_secret")
     return keys
 
 
@@ -132,32 +114,19 @@ class SynthServer:
 
     def _bind(self) -> None:
         cfg = self.config
-        sock = self._ctx.socket(zmq.ROUTER)
-        sock.linger = 500
-        sock.rcvhwm = int(cfg.memory.request_hwm)  # requests zmq holds per connection until the router reads
-        sock.sndhwm = int(cfg.memory.reply_hwm)  # replies ZeroMQ holds per connection; the rest wait, counted
-        sock.router_mandatory = True  # a full pipe is EAGAIN (kept and retried), a departed peer EHOSTUNREACH
-        sock.maxmsgsize = 2 * self.limits.max_message_bytes  # bigger frames: the peer is disconnected
-        if self._curve is not None:
-            public, secret = self._curve
-            if cfg.curve.authorized_clients_dir:
-                from zmq.auth.thread import ThreadAuthenticator
-
-                self._auth = ThreadAuthenticator(self._ctx, log=logging.getLogger("synth_torch.server.auth"))
-                self._auth.start()
-                self._auth.configure_curve(domain="*", location=str(cfg.curve.authorized_clients_dir))
-            sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
-        self._peers = Peers(sock)  # before bind: every connection's ACCEPTED event is seen
-        host = cfg.bind_address
-        if ":" in host:
-            sock.ipv6 = True
-            host = f"[{host.strip('[]')}]"
-        port = int(cfg.port)
-        sock.bind(f"tcp://{host}:{port if port else '*'}")
-        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        sock, self.endpoint, self._auth = endpoints.bind_router(
+            self._ctx, cfg.bind_address, int(cfg.port), self._curve,
+            authorized_clients_dir=cfg.curve.authorized_clients_dir, max_message_bytes=self.limits.max_message_bytes,
+            rcvhwm=int(cfg.memory.request_hwm),  # requests zmq holds per connection until the router reads them
+            sndhwm=int(cfg.memory.reply_hwm),  # replies zmq holds per connection; the rest wait, counted
+            router_mandatory=True,  # a full pipe is EAGAIN (kept and retried), a departed peer EHOSTUNREACH
+            before_bind=self._watch_peers)  # before bind: every connection's ACCEPTED event is seen
         self._sock = sock
         log.info("synth server (%s) listening on %s%s", cfg.backend, self.endpoint,
                  " with CURVE" if self._curve else "")
+
+    def _watch_peers(self, sock: zmq.Socket) -> None:
+        self._peers = Peers(sock)
 
     def start(self, load_timeout_s: float | None = None) -> "SynthServer":
         """Loads the backend, binds, and serves on a background thread."""
@@ -171,10 +140,8 @@ class SynthServer:
         """Loads, binds and serves on the calling thread until `stop()` or an authenticated `shutdown`."""
         self._load_and_bind(None)
         if ready_file:
-            tmp = f"{ready_file}.tmp{os.getpid()}"
-            with open(tmp, "w") as f:
-                json.dump({"endpoint": self.endpoint, "pid": os.getpid(), "backend": self.config.backend}, f)
-            os.replace(tmp, ready_file)
+            endpoints.write_ready_file(
+                ready_file, {"endpoint": self.endpoint, "pid": os.getpid(), "backend": self.config.backend})
         self._serve()
 
     def _serve(self) -> None:
@@ -246,22 +213,6 @@ def _plain(obj):
     return str(obj)
 
 
-def _exit_with_parent() -> None:
-    """If a launcher asked (PARENT_PID_ENV), get SIGTERM when it dies (Linux), so a SIGKILLed trainer leaves no
-    orphan server holding a GPU; a parent already gone before this point is caught by comparing pids."""
-    parent = os.environ.get(PARENT_PID_ENV)
-    if not parent:
-        return
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != int(parent):
-        log.error("launcher %s is gone; exiting", parent)
-        sys.exit(1)
-
-
 def _lower_priority(nice) -> None:
     """Raises this process's niceness by `nice` (0-19), so a server sharing CPUs with a trainer yields to it."""
     if not (isinstance(nice, int) and not isinstance(nice, bool) and 0 <= nice <= 19):
@@ -277,7 +228,7 @@ def main(argv) -> None:
     del argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
-    _exit_with_parent()
+    endpoints.exit_with_parent(PARENT_PID_ENV)
     config = flags.FLAGS.config
     _lower_priority(config.get("nice", 0))
     try:
