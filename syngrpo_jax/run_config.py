@@ -203,6 +203,12 @@ def _rewards_synthesis_and_eval(c: ml_collections.ConfigDict) -> None:
     c.synthesis.max_in_flight = 64
     c.synthesis.timeout_s = 120.0
     c.synthesis.sync_timeout_s = 300.0
+    # A lost data server: a local one that exited, or any server silent this long (a remote one keeps being
+    # reconnected to meanwhile). A local one is restarted up to max_restarts times; past that, on_server_lost:
+    # "stop" (a checkpoint, then an error naming the server) | "continue" (train on without synthesis).
+    c.synthesis.server_lost_after_s = 60.0
+    c.synthesis.max_restarts = 2
+    c.synthesis.on_server_lost = "stop"
 
     c.sft = ml_collections.ConfigDict(dict(steps=0, batch_size=8, learning_rate=1e-4, warmup_steps=0))
 

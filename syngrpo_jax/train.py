@@ -21,8 +21,10 @@ from __future__ import annotations
 from absl import app, flags
 from ml_collections import config_flags
 
+from syngrpo_jax.checkpoints import CheckpointError
 from syngrpo_jax.log_setup import setup_logging
 from syngrpo_jax.parallel import distributed
+from syngrpo_jax.synthesis.session import SynthesisServerLost
 from syngrpo_jax.trainer.summary import summary_table
 from syngrpo_jax.trainer.trainer import Trainer
 
@@ -40,7 +42,10 @@ def main(argv):
     del argv
     setup_logging()
     distributed.initialize()
-    summary = train(_CONFIG.value, _WORKDIR.value)
+    try:
+        summary = train(_CONFIG.value, _WORKDIR.value)
+    except (CheckpointError, SynthesisServerLost) as e:  # the message says what and where; a traceback would not
+        raise SystemExit(f"error: {e}") from None
     print(f"\n{summary['method']}: {summary['steps']} steps in {summary['workdir']}\n")
     print(summary_table(summary))
     if summary.get("plots"):

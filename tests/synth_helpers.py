@@ -111,3 +111,67 @@ def jpeg_many_markers(total_bytes=32 * 2**20 - 4096) -> bytes:
     data = buf.getvalue()
     n = (total_bytes - len(data)) // 4
     return data[:2] + b"\xff\xfe\x00\x02" * n + data[2:]
+
+
+# ---- a fake data server (issue 11, trainer side): the real protocol, replies chosen by the test ------------------
+
+
+class FakeDataServer:
+    """A ROUTER on loopback speaking protocol/synthesis.py: answers ping, and answers each synthesize request with
+    `reply(header, image_bytes) -> (ok, png_bytes)` (None: no answer, the job stays pending). `jobs` lists the
+    job ids received; `close()` kills it (the peers see their connection drop), like a SIGKILLed server."""
+
+    def __init__(self, reply):
+        import threading
+
+        import zmq
+
+        from syngrpo_jax.protocol import synthesis as proto
+
+        self.proto, self.reply, self.jobs = proto, reply, []
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.linger = 0
+        self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        proto = self.proto
+        while not self._stop.is_set():
+            if not self.sock.poll(20):
+                continue
+            peer, head, *rest = self.sock.recv_multipart()
+            h = proto.unpack_header(head, proto.Limits())
+            if h["op"] != "synthesize":
+                self.sock.send_multipart([peer, proto.pack(proto.reply_header(h["op"], h["id"], True, ready=True))])
+                continue
+            self.jobs.append(h["job_id"])
+            answer = self.reply(h, rest[0])
+            if answer is None:
+                continue
+            ok, png = answer
+            header = proto.reply_header("synthesize", h["id"], ok, job_id=h["job_id"], sample_id=h["sample_id"],
+                                        boxes_verified=ok, timings={}, batch_size=1)
+            self.sock.send_multipart([peer, proto.pack(header), png])
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+        self.ctx.term()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if not self.sock.closed:
+            self.close()
+
+
+def image_size(png: bytes) -> tuple[int, int]:
+    """(width, height) of PNG/JPEG file bytes."""
+    with Image.open(io.BytesIO(png)) as im:
+        return im.size

@@ -10,10 +10,15 @@
 A background thread owns the DEALER socket (ZeroMQ sockets are single-threaded); submit() and poll() only touch
 queues under a lock, so training never waits on the network. Every job has a deadline (timeout_s); a job whose
 connection drops (server killed or restarted) fails at once with `connection_lost`, since the server could not
-answer it on the new connection anyway. Replies are matched by job id *and* sample id; replies for unknown,
+answer it on the new connection anyway; so does every job not yet sent, and submit() refuses new jobs until the
+connection is back (a job queued towards a dead server would only wait out its deadline). Replies are matched by job id *and* sample id; replies for unknown,
 finished or mismatched jobs are dropped and counted, so a result is never delivered twice or for the wrong sample.
 If the server stops answering, one warning is logged per outage and metrics()["server_up"] turns False;
-submit() then refuses new jobs (returns None) so training goes on with the current images.
+submit() then refuses new jobs (returns None) so training goes on with the current images. `silence_s()` says for
+how long nothing came back, `fail_pending()` ends every pending job at once (its owner knows the server is gone).
+
+Counters (metrics()): every submitted job ends in exactly one of completed, failed and timed_out (in_flight until
+then); connection_lost and overloaded are the failed jobs of those two causes, counted inside failed.
 
 Synchronous mode (the sync-vs-async comparison): `wait(job_ids)` or `run_batch(jobs)`.
 
@@ -113,6 +118,7 @@ class SynthesisClient:
         self._remember = remember_finished
         self._counts = collections.Counter()
         self._server_up: bool | None = None
+        self._link_up: bool | None = None  # the connection: None before the first one, False after it dropped
         self._warned_down = False
         self._started = time.monotonic()
         self._last_reply: float | None = None
@@ -151,7 +157,7 @@ class SynthesisClient:
                 refusal = "closed"
             elif len(self._pending) >= self.max_in_flight:
                 refusal = "in_flight_full"
-            elif self.refuse_when_down and self._server_up is False:
+            elif self.refuse_when_down and not self._available():
                 refusal = "server_down"
             self.last_refusal = refusal
             if refusal:
@@ -197,6 +203,25 @@ class SynthesisClient:
                 ids.append(job_id)
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         return results + self.wait(ids, timeout=left)
+
+    def available(self) -> bool:
+        """False while the server is known down (silent, or the connection dropped and is not back)."""
+        with self._lock:
+            return self._available()
+
+    def _available(self) -> bool:
+        return self._server_up is not False and self._link_up is not False
+
+    def silence_s(self) -> float:
+        """Seconds since the last reply (since the client started if none came yet)."""
+        with self._lock:
+            return time.monotonic() - (self._last_reply if self._last_reply is not None else self._started)
+
+    def fail_pending(self, message: str) -> int:
+        """Ends every pending job (sent or not) now as `connection_lost`: for an owner that knows the server died
+        (its process exited) or gave up on it. Returns how many jobs it ended."""
+        with self._lock:
+            return self._lose([*self._pending], message)
 
     def metrics(self) -> dict[str, Any]:
         with self._lock:
@@ -298,7 +323,7 @@ class SynthesisClient:
                     return
                 job_id = self._outbox[0]
                 pending = self._pending.get(job_id)
-                if pending is None:  # timed out while waiting to be sent
+                if pending is None:  # finished (timed out or lost) before it was sent
                     self._outbox.popleft()
                     continue
             try:
@@ -377,21 +402,28 @@ class SynthesisClient:
                 event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if event["event"] == zmq.EVENT_DISCONNECTED:
-                # The server answers on the connection a request came in on; once it is gone, no reply to
-                # anything already sent can arrive, so fail those jobs now instead of at their deadline.
-                now = time.monotonic()
+            if event["event"] in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
                 with self._lock:
-                    lost = [j for j, p in self._pending.items() if p.sent]
-                    for job_id in lost:
-                        p = self._pending[job_id]
-                        self._finish(job_id, SynthesisResult(
-                            job_id, p.job.sample_id, False, error_code="connection_lost",
-                            error_message=f"connection to {self.address} dropped with the job in flight",
-                            latency_s=now - p.submitted), "failed")
-                        self._counts["connection_lost"] += 1
+                    self._link_up = True
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                # The server answers on the connection a request came in on; once it is gone, no reply to
+                # anything already sent can arrive, and nothing unsent can go out (immediate=True), so fail every
+                # pending job now instead of at its deadline.
+                with self._lock:
+                    self._link_up = False
+                    lost = self._lose([*self._pending], f"connection to {self.address} dropped with the job pending")
                 if lost:
-                    log.debug("connection lost with %d jobs in flight", len(lost))
+                    log.debug("connection lost with %d jobs pending", lost)
+
+    def _lose(self, job_ids: list[str], message: str) -> int:
+        """Ends these pending jobs as connection_lost (counted once, as failed). Caller holds the lock."""
+        now = time.monotonic()
+        for job_id in job_ids:
+            p = self._pending[job_id]
+            self._finish(job_id, SynthesisResult(job_id, p.job.sample_id, False, error_code="connection_lost",
+                                                 error_message=message, latency_s=now - p.submitted), "failed")
+            self._counts["connection_lost"] += 1
+        return len(job_ids)
 
     def _expire(self, now: float) -> None:
         with self._lock:

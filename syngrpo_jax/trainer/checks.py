@@ -8,7 +8,7 @@ from syngrpo_jax import eval_data, methods
 from syngrpo_jax.grpo.losses import LossConfig
 from syngrpo_jax.grpo.optimizer import make_optimizer
 from syngrpo_jax.rollout import registry
-from syngrpo_jax.synthesis.session import MODES as SYNTHESIS_MODES
+from syngrpo_jax.synthesis.session import MODES as SYNTHESIS_MODES, ON_SERVER_LOST
 
 OLD_LOGP_SOURCES = ("rollout", "recompute")
 DESCRIPTION_SOURCES = ("policy", "random", "file")
@@ -33,6 +33,11 @@ def _field_checks(config, method) -> list[tuple[str, object, bool, str]]:
         ("train.log_every", t.log_every, isinstance(t.log_every, int) and t.log_every >= 0, "must be an int >= 0"),
         ("rollout.max_tokens", r.max_tokens, r.max_tokens >= 1, "must be >= 1"),
         ("synthesis.mode", s.mode, s.mode in SYNTHESIS_MODES, f"choose one of {SYNTHESIS_MODES}"),
+        ("synthesis.on_server_lost", s.on_server_lost, s.on_server_lost in ON_SERVER_LOST,
+         f"choose one of {ON_SERVER_LOST}"),
+        ("synthesis.max_restarts", s.max_restarts, isinstance(s.max_restarts, int) and s.max_restarts >= 0,
+         "must be an int >= 0"),
+        ("synthesis.server_lost_after_s", s.server_lost_after_s, s.server_lost_after_s > 0, "must be > 0"),
         ("synthesis.descriptions", s.descriptions, s.descriptions in DESCRIPTION_SOURCES,
          f"choose one of {DESCRIPTION_SOURCES}"),
         ("diversity.gamma", config.diversity.gamma, 0 <= config.diversity.gamma < 1, "must be in [0, 1)"),

@@ -28,6 +28,7 @@ from syngrpo_jax.policy import load_policy, save_architecture, task_corpus
 from syngrpo_jax.rollout import registry
 from syngrpo_jax.rollout.base import SamplingParams
 from syngrpo_jax.run_dir import RunDir
+from syngrpo_jax.synthesis.session import SynthesisServerLost
 from syngrpo_jax.trainer import phases, summary as summary_lib
 from syngrpo_jax.trainer.checks import total_steps, validate
 from syngrpo_jax.trainer.chrono import Chrono
@@ -193,7 +194,13 @@ class Trainer:
         try:
             for step in tqdm(range(self.start_step, self.steps), desc=self.config.method, unit="step",
                              initial=self.start_step, total=self.steps):
-                self._after_step(step + 1, self.step(step), writer, summary, stop)
+                try:
+                    metrics = self.step(step)
+                except SynthesisServerLost:  # raised at the step's start, before anything changed: keep it all
+                    if step not in self.checkpointer.all_steps():
+                        self.checkpoint(step)
+                    raise
+                self._after_step(step + 1, metrics, writer, summary, stop)
                 if stop.stop:
                     break
         finally:
