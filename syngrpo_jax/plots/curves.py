@@ -29,7 +29,8 @@ TRAINING_PANELS = [
     ("Learning rate", [("lr", "", "-", False)]),
 ]
 TIME_PARTS = ["time/rollout", "time/rewards", "time/update", "time/weight_sync", "time/waiting"]
-SYNTH_COUNTS = ["synthesis/submitted", "synthesis/completed", "synthesis/failed", "pool/synthesized_samples"]
+SYNTH_COUNTS = ["synthesis/submitted", "synthesis/completed", "synthesis/failed", "synthesis/dropped",
+                "pool/synthesized_samples"]
 
 
 def _colors(n: int) -> list:
@@ -188,7 +189,7 @@ def _draw_synthesis(ax, run: Run) -> None:
         ax.set_yticks([])
         return
     colors = {"synthesis/submitted": "tab:blue", "synthesis/completed": "tab:green", "synthesis/failed": "tab:red",
-              "pool/synthesized_samples": "tab:purple"}
+              "synthesis/dropped": "tab:brown", "pool/synthesized_samples": "tab:purple"}
     for k in keys:
         steps, values = run.series(k)
         ax.plot(steps, values, color=colors[k], lw=1.4, label=k.replace("synthesis/", "").replace("pool/", "pool: "))

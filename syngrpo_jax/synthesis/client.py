@@ -11,8 +11,9 @@ A background thread owns the DEALER socket (ZeroMQ sockets are single-threaded);
 queues under a lock, so training never waits on the network. Every job has a deadline (timeout_s); a job whose
 connection drops (server killed or restarted) fails at once with `connection_lost`, since the server could not
 answer it on the new connection anyway; so does every job not yet sent, and submit() refuses new jobs until the
-connection is back (a job queued towards a dead server would only wait out its deadline). Replies are matched by job id *and* sample id; replies for unknown,
-finished or mismatched jobs are dropped and counted, so a result is never delivered twice or for the wrong sample.
+connection is back (a job queued towards a dead server would only wait out its deadline). Replies are matched by
+job id *and* sample id; replies for unknown, finished or mismatched jobs are dropped and counted, so a result is
+never delivered twice or for the wrong sample.
 If the server stops answering, one warning is logged per outage and metrics()["server_up"] turns False;
 submit() then refuses new jobs (returns None) so training goes on with the current images. `silence_s()` says for
 how long nothing came back, `fail_pending()` ends every pending job at once (its owner knows the server is gone).

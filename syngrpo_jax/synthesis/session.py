@@ -161,9 +161,9 @@ class SynthesisSession:
     def _why_lost(self) -> str | None:
         if self.server is not None and not self.server.alive():
             return f"exited with code {self.server.process.returncode}"
-        silence = self.client.silence_s()
-        if silence > self.cfg.server_lost_after_s:
-            return f"has not answered for {silence:.0f} s (synthesis.server_lost_after_s={self.cfg.server_lost_after_s})"
+        silence, limit = self.client.silence_s(), self.cfg.server_lost_after_s
+        if silence > limit:
+            return f"has not answered for {silence:.0f} s (synthesis.server_lost_after_s={limit})"
         return None
 
     def _recover(self, why: str, step: int) -> None:

@@ -6,7 +6,6 @@ import logging
 import os
 import time
 
-import numpy as np
 import pytest
 
 from syngrpo_jax.data.pool import DataPool
