@@ -221,6 +221,8 @@ def test_exact_resume_after_sigkill(tmp_path):
     ("method=syn_grpo", ("reward.diversity", False), ValueError, r"reward.diversity=False contradicts"),
     ("method=grpo", ("data.source", "files"), FileNotFoundError, r"data.train_path=''"),
     ("method=grpo", ("loss.clip_low", 1.5), ValueError, "clip_low"),
+    ("method=syn_grpo", ("synthesis.on_server_lost", "retry"), ValueError, "synthesis.on_server_lost='retry'"),
+    ("method=syn_grpo", ("synthesis.max_restarts", -1), ValueError, "synthesis.max_restarts=-1: must be an int"),
 ])
 def test_bad_config_fails_before_compiling(tmp_path, monkeypatch, arg, override, error, message):
     config = tiny_config(arg)

@@ -197,6 +197,7 @@ class Trainer:
                 try:
                     metrics = self.step(step)
                 except SynthesisServerLost:  # raised at the step's start, before anything changed: keep it all
+                    self.checkpointer.wait()  # a save of this very step may still be in flight
                     if step not in self.checkpointer.all_steps():
                         self.checkpoint(step)
                     raise

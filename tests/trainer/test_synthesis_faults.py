@@ -107,11 +107,12 @@ def test_a_sigkilled_data_server_is_restarted_and_later_steps_get_images(tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("policy", ["stop", "continue"])
-def test_a_remote_server_that_goes_silent(tmp_path, monkeypatch, policy):
+@pytest.mark.parametrize("policy,checkpoint_every", [("stop", 10), ("stop", 1), ("continue", 10)])
+def test_a_remote_server_that_goes_silent(tmp_path, monkeypatch, policy, checkpoint_every):
     """synthesis.address: a fake server that answers every job with a good image, closed before step 2 and
-    silent past server_lost_after_s. stop: an error naming the server, with a checkpoint of the steps done;
-    continue: the run finishes, and its summary counts the steps without synthesis."""
+    silent past server_lost_after_s. stop: an error naming the server, with a checkpoint of the steps done (also
+    when that step's own checkpoint was just saved); continue: the run finishes, and its summary counts the steps
+    without synthesis."""
     def reply(header, image):
         w, h = synth_helpers.image_size(image)
         return True, synth_helpers.png_bytes(synth_helpers.make_image(h, w, seed=header["seed"] % 97))
@@ -121,7 +122,7 @@ def test_a_remote_server_that_goes_silent(tmp_path, monkeypatch, policy):
     config.synthesis.address = fake.endpoint
     config.synthesis.server_lost_after_s = 1.0
     config.synthesis.on_server_lost = policy
-    config.train.checkpoint_every = 10
+    config.train.checkpoint_every = checkpoint_every
     poll = SynthesisSession.poll
 
     def close_then_poll(self, step):
@@ -136,7 +137,8 @@ def test_a_remote_server_that_goes_silent(tmp_path, monkeypatch, policy):
             with pytest.raises(SynthesisServerLost, match=rf"data server at {fake.endpoint} \(synthesis.address\) "
                                                           r"has not answered.*stops before step 2 with a checkpoint"):
                 train.train(config, str(tmp_path))
-            assert Checkpointer(str(tmp_path / "checkpoints")).all_steps() == [2]
+            steps = Checkpointer(str(tmp_path / "checkpoints")).all_steps()
+            assert steps == ([2] if checkpoint_every == 10 else [1, 2])
             assert [r["step"] for r in train_rows(tmp_path)] == [1, 2]
             return
         summary = train.train(config, str(tmp_path))
