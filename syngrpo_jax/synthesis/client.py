@@ -87,7 +87,6 @@ class _Pending:
     job: SynthesisJob
     submitted: float
     deadline: float
-    sent: bool = False
 
 
 class SynthesisClient:
@@ -332,15 +331,15 @@ class SynthesisClient:
             except Exception as e:
                 with self._lock:
                     self._outbox.popleft()
-                    self._finish(job_id, SynthesisResult(job_id, pending.job.sample_id, False, error_code="bad_job",
-                                                         error_message=f"{type(e).__name__}: {e}"), "failed")
+                    if job_id in self._pending:  # not lost or expired meanwhile: a job ends once
+                        self._finish(job_id, SynthesisResult(job_id, pending.job.sample_id, False,
+                                                             error_code="bad_job",
+                                                             error_message=f"{type(e).__name__}: {e}"), "failed")
                 continue
             if not self._send(frames):
                 return
             with self._lock:
                 self._outbox.popleft()
-                if job_id in self._pending:
-                    self._pending[job_id].sent = True
 
     def _read_replies(self) -> None:
         while True:
