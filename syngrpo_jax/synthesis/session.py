@@ -85,6 +85,9 @@ class SynthesisSession:
             if not result.ok:
                 self.failed += 1
                 continue
+            if job.sample_id not in self.pool:  # retired while the job ran (adaptive difficulty): nowhere to go
+                self.stale += 1
+                continue
             if self.pool.replace(job.sample_id, result.image_png, description=job.description,
                                  submitted_step=job.step, applied_step=step, job_id=result.job_id,
                                  meta={"boxes_verified": result.boxes_verified, "latency_s": result.latency_s}):
