@@ -128,6 +128,7 @@ def step_metrics(result: RolloutResult, scored: Scored, update: dict, host, *, l
         "diversity/V_global": host.smoother.v_g if use_diversity else None,
         "diversity/pred_score": float(np.nanmean(r.pred_score)) if np.isfinite(r.pred_score).any() else None,
         "entropy": update.pop("token_entropy"), **update, **result.metrics, **host.metrics(), **times,
-        **level_accuracy_metrics([p.sample for p in result.prepared], r.accuracy),
     }
+    if any(p.sample.task == "qa" for p in result.prepared):
+        metrics |= level_accuracy_metrics([p.sample for p in result.prepared], r.accuracy)
     return {k: v for k, v in metrics.items() if v is not None}
