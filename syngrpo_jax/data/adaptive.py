@@ -17,7 +17,8 @@ keeps feeding the data pool fresh samples at the level that keeps the batch info
 Everything is a function of (seed, the observed accuracies), so the state is small: the controller's EMAs, the
 number of fresh samples generated, and (family, level, index) of those still in the pool. `load_state_dict`
 regenerates them (byte-identical images) and returns them for `DataPool.load_state_dict(..., added=...)`; the
-pair lives in `trainer.host_state.HostState`, saved and restored together.
+pair lives in `trainer.host_state.HostState`, saved and restored together. In a multi-process run every process
+makes the same fresh samples (a pure function of the state); they write identical bytes to the same file names.
 """
 from __future__ import annotations
 
