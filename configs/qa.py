@@ -11,8 +11,9 @@ training set (num_samples, seeded) and held-out evaluation sets (clean and photo
 is reported per family and difficulty.
 
 Arguments: model, method, num_samples, gamma, families ("+"-separated, e.g. cubes+sudoku; "" all), adaptive
-(adaptive difficulty: fresh samples at each family's level nearest a 0.5 pass rate, data.adaptive), and the setting's knobs with
-their data-engine values: kl=0.0, temperature=1.0, strict=True, sampling=difficulty, stratified=True, photo=True.
+(adaptive difficulty: fresh samples at each family's level nearest a 0.5 pass rate, data.adaptive), and the
+setting's knobs with their data-engine values: kl=0.0, temperature=1.0, strict=True, sampling=difficulty,
+stratified=True, photo=True.
 The previous behaviour of this file is `kl=0.04,strict=false,sampling=uniform,stratified=false,photo=false`
 (the REC setting's KL, lenient answers, uniform epochs, difficulty drawn per sample, clean images).
 """

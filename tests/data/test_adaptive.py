@@ -39,8 +39,11 @@ def config():
 def policy_texts(samples, step):
     """GROUP responses per sample, each right with probability RATES[family][difficulty] (seeded by step)."""
     rng = np.random.default_rng([11, step])
-    return [[f"<answer>\\boxed{{{s.answer if rng.random() < RATES[s.meta['qa_category']][s.meta['difficulty']] else 'x'}}}</answer>"
-             for _ in range(GROUP)] for s in samples]
+
+    def answer(s):
+        return s.answer if rng.random() < RATES[s.meta["qa_category"]][s.meta["difficulty"]] else "x"
+
+    return [[f"<answer>\\boxed{{{answer(s)}}}</answer>" for _ in range(GROUP)] for s in samples]
 
 
 def train_step(host, step):
