@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from syngrpo_jax.data.difficulty import DifficultyController, accuracy_by_level, fresh_samples
+from syngrpo_jax.data.difficulty import DifficultyController, accuracy_by_level, fresh_id, fresh_samples
 from syngrpo_jax.data.engine import EngineConfig
 from syngrpo_jax.data.pool import DataPool
 from syngrpo_jax.data.sample import Sample
@@ -87,13 +87,9 @@ class AdaptiveDifficulty:
         pool.add(made)
         retired = []
         while len(self.window) > self.settings.max_fresh:
-            retired.append(self._id(*self.window.popleft()))
+            retired.append(fresh_id(*self.window.popleft()))
         pool.retire(retired)
         return made
-
-    @staticmethod
-    def _id(family: str, level: int, index: int) -> str:
-        return f"qa-fresh-{family}-d{level}-{index:06d}"  # as difficulty.fresh_samples names them
 
     def observe(self, samples: Sequence[Sample], accuracy: np.ndarray) -> None:
         """One step's accuracies ([B, G], row b for samples[b]) into the controller, per family and level."""

@@ -134,11 +134,16 @@ def fresh_example(cfg: EngineConfig, seed: int, family: str, difficulty: int, in
     return qa_example(rng, dataclasses.replace(cfg, difficulty=difficulty), family=family)
 
 
+def fresh_id(family: str, difficulty: int, index: int) -> str:
+    """The sample id of fresh sample `index` (names family and level, so logs and files say what it is)."""
+    return f"qa-fresh-{family}-d{difficulty}-{index:06d}"
+
+
 def fresh_samples(out_dir: str | os.PathLike, cfg: EngineConfig, seed: int, family: str, difficulty: int,
                   start: int, count: int) -> list[Sample]:
     """Fresh samples `start .. start + count - 1` written under `out_dir/images` (ids name family and level)."""
     image_dir = os.path.join(os.path.abspath(os.fspath(out_dir)), "images")
     os.makedirs(image_dir, exist_ok=True)
     return [save_example(fresh_example(cfg, seed, family, difficulty, i),
-                         f"qa-fresh-{family}-d{difficulty}-{i:06d}", image_dir, cfg.split)[0]
+                         fresh_id(family, difficulty, i), image_dir, cfg.split)[0]
             for i in range(start, start + count)]

@@ -392,7 +392,9 @@ def test_added_samples_are_drawn_first_and_only_they_retire(tmp_path):
     tracked = pool.tracked_ids(3)
     first = [s.sample_id for s in pool.next_batch(2)]
     pool.update_pass_rates({first[0]: 1.0}, step=0)
+    pool.next_batch(5)  # 7 of 6 drawn: epoch 1
     pool.add([fresh_sample(str(tmp_path), 1), fresh_sample(str(tmp_path), 0)])
+    assert pool.epoch == 1  # counted in samples the pool was built from: adding never moves it back
     assert pool.added_ids == ("f001", "f000") and len(pool) == 8
     assert pool.sample_ids == tuple(s.sample_id for s in samples) + ("f001", "f000")
     assert [s.sample_id for s in pool.next_batch(3)][:2] == ["f001", "f000"]  # the front of this epoch

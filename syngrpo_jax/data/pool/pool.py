@@ -10,7 +10,8 @@ composes four parts, each in its own module:
   pass rates   `pass_rates.PassRates`: per-sample EMA of the mean accuracy over the G responses.
   sampling     `samplers`: `next_batch(B)` returns the current versions of B distinct samples drawn by the
                sampler `sampling` names (uniform epochs, or pass-rate-aware), counting `step` (batches drawn) and
-               `epoch` (samples drawn // N: the epoch the next sample will come from).
+               `epoch` (samples drawn // N: the epoch the next sample will come from; N counts the samples the
+               pool was built from, so the epoch never goes back when samples are added).
   membership   `add(samples)` lets new samples in (fresh engine data: adaptive difficulty, `data/adaptive.py`) and
                `retire(ids)` lets added samples go again; the samples the pool was built from always stay. The
                uniform sampler draws added samples first (they join the front of the current epoch); for the
@@ -109,8 +110,8 @@ class DataPool:
 
     @property
     def epoch(self) -> int:
-        """samples drawn // number of samples: the epoch the next sample comes from."""
-        return self._samples_drawn // len(self._ids)
+        """samples drawn // number of samples built from: the epoch the next sample comes from."""
+        return self._samples_drawn // len(self._base)
 
     def original(self, sample_id: str) -> Sample:
         return self._store.original(self._check_id(sample_id))
