@@ -260,6 +260,9 @@ def test_qa_task_with_adaptive_difficulty_end_to_end(tmp_path):
     ("method=syn_grpo", ("reward.diversity", False), ValueError, r"reward.diversity=False contradicts"),
     ("method=grpo", ("data.source", "files"), FileNotFoundError, r"data.train_path=''"),
     ("method=grpo", ("loss.clip_low", 1.5), ValueError, "clip_low"),
+    ("method=grpo", ("data.adaptive.enabled", True), ValueError, r"data.adaptive.enabled=True needs data.task='qa'"),
+    ("method=grpo,task=qa", ("data.adaptive.target", 1.5), ValueError, r"data.adaptive.target=1.5: must be"),
+    ("method=grpo,task=qa", ("data.adaptive.max_fresh", 1), ValueError, r"data.adaptive.max_fresh=1: must be >="),
 ])
 def test_bad_config_fails_before_compiling(tmp_path, monkeypatch, arg, override, error, message):
     config = tiny_config(arg)
