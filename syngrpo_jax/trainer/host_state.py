@@ -11,11 +11,12 @@
 
 What lives here changes the data every process trains on: the pool's images, pass rates, sampler position and
 fresh samples, the difficulty controller, the smoother's V_g, the synthesis session's in-flight jobs, the fixed
-descriptions file. Everything else in a step
-is a pure function of (config, seed, step) and the arrays. Today one process runs the trainer. A multi-process run
-gives the session to process 0 alone (it talks to the data server), and after `receive` broadcasts what it applied
-(sample id, version, PNG bytes) so every process's pool applies the same results; `state_dict` is then identical on
-every process. That change touches this object only.
+descriptions file. Everything else in a step is a pure function of (config, seed, step) and the arrays. Today
+one process runs the trainer. A multi-process run gives the session to process 0 alone (it talks to the data
+server), and after `receive` broadcasts what it applied (sample id, version, PNG bytes) so every process's pool
+applies the same results; `state_dict` is then identical on every process (adaptive difficulty's fresh samples
+are a pure function of its state and the batch accuracies, which every process computes alike). That change
+touches this object only.
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def load_descriptions(path: str) -> list | dict:
 
 
 class HostState:
-    """The data pool, the diversity smoother, the synthesis session and the fixed descriptions of one run."""
+    """The data pool, the diversity smoother, the synthesis session, the fixed descriptions and adaptive difficulty
+    of one run."""
 
     def __init__(self, pool: DataPool, smoother: DiversitySmoother, synthesis_cfg=None,
                  fixed_descriptions: list | dict | None = None, adaptive: AdaptiveDifficulty | None = None):
