@@ -10,8 +10,10 @@ variants) drawn by the pool's pass-rate-aware sampler (`data.sampling = "difficu
 training set (num_samples, seeded) and held-out evaluation sets (clean and photo-like) into the workdir; accuracy
 is reported per family and difficulty.
 
-Arguments: model, method, num_samples, gamma, families ("+"-separated, e.g. cubes+sudoku; "" all), and the setting's knobs with
-their data-engine values: kl=0.0, temperature=1.0, strict=True, sampling=difficulty, stratified=True, photo=True.
+Arguments: model, method, num_samples, gamma, families ("+"-separated, e.g. cubes+sudoku; "" all), adaptive
+(adaptive difficulty: fresh samples at each family's level nearest a 0.5 pass rate, data.adaptive), and the
+setting's knobs with their data-engine values: kl=0.0, temperature=1.0, strict=True, sampling=difficulty,
+stratified=True, photo=True.
 The previous behaviour of this file is `kl=0.04,strict=false,sampling=uniform,stratified=false,photo=false`
 (the REC setting's KL, lenient answers, uniform epochs, difficulty drawn per sample, clean images).
 """
@@ -21,7 +23,7 @@ from syngrpo_jax import methods, run_config
 def get_config(arg=None):
     a = run_config.parse_arg(arg, model="qwen2_5_vl_3b", method="syn_grpo", num_samples=2000, gamma=0.7,
                              families="", kl=0.0, temperature=1.0, strict=True, sampling="difficulty",
-                             stratified=True, photo=True)
+                             stratified=True, photo=True, adaptive=False)
     c = run_config.paper_setting(run_config.base_config(), a.model)
     c.data.task = "qa"
     c.data.source = "engine"
@@ -37,6 +39,7 @@ def get_config(arg=None):
     c.rollout.temperature = a.temperature
     c.diversity.gamma = a.gamma
     c.reward.strict_qa = a.strict
+    c.data.adaptive.enabled = a.adaptive  # fresh samples at the level each family passes about half the time
     test = dict(task="qa", source="engine", num=504, seed=1, size=448, difficulty=0, families=a.families,
                 stratified=True)  # 504 = 24 per family and difficulty of all seven families
     c.eval.splits.qa_test = dict(test)

@@ -2,20 +2,22 @@ r"""The embedded default: Syn-GRPO end to end on a 2-core CPU in minutes, no wei
 
     python -m syngrpo_jax.train --config=configs/tiny_cpu.py --workdir=workdirs/demo
     python -m syngrpo_jax.train --config=configs/tiny_cpu.py:method=grpo --workdir=workdirs/demo_grpo
+    python -m syngrpo_jax.train --config=configs/tiny_cpu.py:task=qa --workdir=workdirs/demo_qa
 
 A tiny Qwen2.5-VL-architecture model and tokenizer are built on the fly; REC data comes from the procedural engine
 (shape scenes with referring expressions); a supervised warm start teaches the response format, then Syn-GRPO
 trains while the procedural data server (a subprocess) rewrites backgrounds from the policy's descriptions.
 Arguments: method=<name> (any of syngrpo_jax.methods.METHODS), steps=<int>, sft_steps=<int>, scale=demo|test
 (test: a smaller model, 8 samples and short responses, for the test suite), sync (wait for synthesis), gamma,
-num_samples (the sweeps of configs/sweeps.py).
+num_samples (the sweeps of configs/sweeps.py), task=rec|qa (qa: the data engine's QA families with strict
+\boxed{} answers, KL 0 and adaptive difficulty: fresh samples at the level each family passes about half the time).
 """
 from syngrpo_jax import methods, run_config
 
 
 def get_config(arg=None):
     a = run_config.parse_arg(arg, method="syn_grpo", steps=40, sft_steps=300, scale="demo", sync=False, gamma=0.7,
-                             num_samples=64)
+                             num_samples=64, task="rec")
     c = run_config.base_config()
     c.seed = 0
 
@@ -69,5 +71,27 @@ def get_config(arg=None):
         c.eval.splits.rec_val.update(num=4, size=64)
     elif a.scale != "demo":
         raise ValueError(f"config argument scale={a.scale!r}: choose demo or test")
+    if a.task == "qa":
+        _qa_task(c, test=a.scale == "test")
+    elif a.task != "rec":
+        raise ValueError(f"config argument task={a.task!r}: choose rec or qa")
     methods.configure(c, a.method)
     return c
+
+
+def _qa_task(c, test: bool) -> None:
+    """QA from the data engine (every family, stratified over difficulty) with adaptive difficulty on."""
+    c.data.task = "qa"
+    c.data.engine.difficulty = 0  # stratified: every family at every difficulty
+    c.data.engine.stratified = True
+    c.data.sampling = "difficulty"
+    c.data.adaptive.enabled = True
+    c.data.adaptive.per_step = 2 if test else 4
+    c.data.adaptive.max_fresh = 8 if test else 32
+    c.reward.strict_qa = True
+    c.loss.kl_coef = 0.0
+    c.train.track_samples = 2 if test else 4
+    size = c.data.engine.size
+    del c.eval.splits["rec_val"]
+    c.eval.splits.qa_val = dict(task="qa", source="engine", num=7 if test else 28, seed=1, size=size, difficulty=0,
+                                stratified=True)

@@ -137,6 +137,12 @@ def _model_and_data(c: ml_collections.ConfigDict) -> None:
     # setting about 10k SDXL images per run). K > 0: the last K, plus every version of the gallery's tracked
     # samples and the images the kept checkpoints resume from.
     c.data.keep_versions = 0
+    # Adaptive difficulty (QA; data/adaptive.py): each step `per_step` fresh engine samples join the pool, each
+    # family's at the difficulty whose pass-rate EMA (momentum; unrefreshed levels relax towards the target at
+    # `relax` per step) is nearest `target`; beyond `max_fresh` fresh samples the oldest retire, so the pool holds
+    # at most num_samples + max_fresh. Per-family, per-difficulty accuracy is logged (qa/<family>/d<k>/...).
+    c.data.adaptive = ml_collections.ConfigDict(dict(enabled=False, target=0.5, momentum=0.8, relax=0.02,
+                                                     per_step=4, max_fresh=64))
 
 
 def _rollout_train_and_loss(c: ml_collections.ConfigDict) -> None:

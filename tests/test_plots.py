@@ -215,3 +215,28 @@ def test_plot_all_and_cli(runs, tmp_path):
     assert os.path.dirname(written[0]) == str(tmp_path / "two")
     with pytest.raises(SystemExit):
         plots.main([f"--workdir={runs['grpo']}", "--labels=a,b"])
+
+
+def test_difficulty_png_draws_each_family_and_level_and_the_chosen_levels(tmp_path):
+    """difficulty.png: per QA family a panel with the logged accuracy per level (EMA of the raw values) and the
+    chosen level as background spans; runs without qa/ metrics get no file."""
+    chosen = [1, 1, 2, 2, 2, 3, 3, 2]
+    with MetricsWriter(tmp_path / "qa", tensorboard=False) as writer:
+        for step, level in enumerate(chosen):
+            writer.write(step, {"qa/cubes/level": level, f"qa/cubes/d{level}/accuracy": 0.1 * step,
+                                "qa/sudoku/d1/accuracy": 0.5, "reward/accuracy": 0.5})
+    out = tmp_path / "difficulty.png"
+    fig = plots.plot_difficulty(str(tmp_path / "qa"), str(out), smoothing=0.5)
+    assert png_stats(out)[2] > 20
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["cubes", "sudoku"]
+    cubes = fig.axes[0]
+    line = next(ln for ln in cubes.lines if ln.get_gid() == "cubes|d2")
+    np.testing.assert_allclose(line.get_ydata(), reference_ema([0.2, 0.3, 0.4, 0.7], 0.5))
+    spans = [(p.get_x(), p.get_x() + p.get_width()) for p in cubes.patches]
+    assert spans == [(0, 2), (2, 5), (5, 7), (7, 8)]  # the level logged after step s holds for (s, s + 1]
+    assert plots.plot_difficulty(str(tmp_path / "qa"), str(tmp_path / "d0.png"), smoothing=0.0) is not None
+    with MetricsWriter(tmp_path / "bare", tensorboard=False) as writer:
+        writer.write(0, {"reward/accuracy": 0.5})
+    assert plots.plot_difficulty(str(tmp_path / "bare"), str(tmp_path / "d2.png")) is None
+    assert not (tmp_path / "d2.png").exists()

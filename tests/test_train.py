@@ -17,6 +17,7 @@ from flax import nnx
 
 from syngrpo_jax import methods, train
 from syngrpo_jax.checkpoints import Checkpointer
+from syngrpo_jax.data import engine
 from syngrpo_jax.data.pool import DataPool
 from syngrpo_jax.data.sources import load_samples
 from syngrpo_jax.grpo.optimizer import make_optimizer
@@ -214,6 +215,44 @@ def test_exact_resume_after_sigkill(tmp_path):
     assert [r["step"] for r in train_rows(killed)] == [1, 2, 3, 4, 5, 6]  # no duplicated steps after the resume
 
 
+@pytest.mark.slow
+def test_qa_task_with_adaptive_difficulty_end_to_end(tmp_path):
+    """configs/tiny_cpu.py:task=qa trains on CPU with synthesis on: engine QA data, fresh samples at the chosen
+    levels join the pool (and the data server's jobs), per-family metrics and plot, and a restart that resumes
+    with the fresh samples regenerated from the checkpoint, to the data state of a run without the restart."""
+    train.train(tiny_config("task=qa,method=grpo_offline_generation,steps=2,sync"), str(tmp_path))
+    config = tiny_config("task=qa,method=grpo_offline_generation,steps=3,sync")
+    summary = train.train(config, str(tmp_path))
+    assert summary["start_step"] == 2 and summary["steps"] == 3
+    rows = train_rows(tmp_path)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    families = engine.QA_CATEGORIES
+    for r in rows:
+        assert STEP_FIELDS | SYNTHESIS_FIELDS <= set(r), sorted(STEP_FIELDS | SYNTHESIS_FIELDS - set(r))
+        assert {f"qa/{f}/level" for f in families} <= set(r) and r["pool/fresh_samples"] > 0
+        assert any(k.startswith("qa/") and k.endswith("/accuracy") for k in r)
+    assert rows[-1]["synthesis/completed"] > 0
+
+    per_step = config.data.adaptive.per_step
+    state = Checkpointer(str(tmp_path / "checkpoints")).restore_state()
+    assert state["adaptive"]["generated"] == 3 * per_step
+    added = state["pool"]["added"]
+    assert len(added) == min(3 * per_step, config.data.adaptive.max_fresh) and all("-fresh-" in a for a in added)
+    for sid in added:
+        assert os.path.isfile(tmp_path / "fresh" / "images" / f"{sid}.png")
+    assert set(added) & set(state["pool"]["versions"])  # fresh samples went to the data server too
+    assert os.path.isfile(tmp_path / "plots" / "difficulty.png")
+
+    train.train(config, str(tmp_path / "straight"))  # 3 steps without the restart: the same data state
+    straight = Checkpointer(str(tmp_path / "straight" / "checkpoints")).restore_state()
+    for host in (state, straight):
+        for versions in host["pool"]["versions"].values():
+            for entry in versions:
+                entry.pop("job_id", None)  # random per submission; everything else must match
+                entry.get("meta", {}).pop("latency_s", None)
+    assert straight["adaptive"] == state["adaptive"] and straight["pool"] == state["pool"]
+
+
 @pytest.mark.parametrize("arg,override,error,message", [
     ("method=grpo", ("method", "dpo"), ValueError, "method='dpo' is unknown"),
     ("method=grpo", ("rollout.group_size", 1), ValueError, r"rollout.group_size=1: must be >= 2"),
@@ -223,6 +262,9 @@ def test_exact_resume_after_sigkill(tmp_path):
     ("method=grpo", ("loss.clip_low", 1.5), ValueError, "clip_low"),
     ("method=syn_grpo", ("synthesis.on_server_lost", "retry"), ValueError, "synthesis.on_server_lost='retry'"),
     ("method=syn_grpo", ("synthesis.max_restarts", -1), ValueError, "synthesis.max_restarts=-1: must be an int"),
+    ("method=grpo", ("data.adaptive.enabled", True), ValueError, r"data.adaptive.enabled=True needs data.task='qa'"),
+    ("method=grpo,task=qa", ("data.adaptive.target", 1.5), ValueError, r"data.adaptive.target=1.5: must be"),
+    ("method=grpo,task=qa", ("data.adaptive.max_fresh", 1), ValueError, r"data.adaptive.max_fresh=1: must be >="),
 ])
 def test_bad_config_fails_before_compiling(tmp_path, monkeypatch, arg, override, error, message):
     config = tiny_config(arg)

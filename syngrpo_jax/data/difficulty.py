@@ -14,7 +14,7 @@ policy may have changed. Unseen levels count as being at the target, so each lev
 the easier level.
 
 `fresh_example` / `fresh_samples` make new samples of a family at a chosen difficulty from their own random
-streams (never the training set's scenes). Wiring both into the trainer's pool is the trainer's business.
+streams (never the training set's scenes). `data/adaptive.py` wires controller and fresh samples into the pool.
 """
 from __future__ import annotations
 
@@ -104,6 +104,26 @@ class DifficultyController:
         return self.rates[family]
 
 
+def accuracy_by_level(samples: Sequence[Sample], accuracy) -> dict[tuple[str, int], list[float]]:
+    """Every response's accuracy (`accuracy` [B, G], row b for samples[b]) under its sample's (family,
+    difficulty), from meta "qa_category" and "difficulty"; samples without both are left out."""
+    accuracy = np.asarray(accuracy, np.float64)
+    if accuracy.ndim != 2 or accuracy.shape[0] != len(samples):
+        raise ValueError(f"accuracy has shape {accuracy.shape}: expected [{len(samples)}, G]")
+    out: dict[tuple[str, int], list[float]] = {}
+    for sample, row in zip(samples, accuracy):
+        family, level = sample.meta.get("qa_category"), sample.meta.get("difficulty")
+        if family is not None and level is not None:
+            out.setdefault((str(family), int(level)), []).extend(row.tolist())
+    return out
+
+
+def level_accuracy_metrics(samples: Sequence[Sample], accuracy) -> dict[str, float]:
+    """qa/<family>/d<k>/accuracy: the mean accuracy of this batch's responses per family and difficulty present."""
+    return {f"qa/{family}/d{level}/accuracy": float(np.mean(accs))
+            for (family, level), accs in sorted(accuracy_by_level(samples, accuracy).items())}
+
+
 def fresh_example(cfg: EngineConfig, seed: int, family: str, difficulty: int, index: int) -> Example:
     """Fresh sample `index` of `family` at `difficulty`: a pure function of its arguments."""
     if family not in QA_CATEGORIES:
@@ -114,11 +134,16 @@ def fresh_example(cfg: EngineConfig, seed: int, family: str, difficulty: int, in
     return qa_example(rng, dataclasses.replace(cfg, difficulty=difficulty), family=family)
 
 
+def fresh_id(family: str, difficulty: int, index: int) -> str:
+    """The sample id of fresh sample `index` (names family and level, so logs and files say what it is)."""
+    return f"qa-fresh-{family}-d{difficulty}-{index:06d}"
+
+
 def fresh_samples(out_dir: str | os.PathLike, cfg: EngineConfig, seed: int, family: str, difficulty: int,
                   start: int, count: int) -> list[Sample]:
     """Fresh samples `start .. start + count - 1` written under `out_dir/images` (ids name family and level)."""
     image_dir = os.path.join(os.path.abspath(os.fspath(out_dir)), "images")
     os.makedirs(image_dir, exist_ok=True)
     return [save_example(fresh_example(cfg, seed, family, difficulty, i),
-                         f"qa-fresh-{family}-d{difficulty}-{i:06d}", image_dir, cfg.split)[0]
+                         fresh_id(family, difficulty, i), image_dir, cfg.split)[0]
             for i in range(start, start + count)]

@@ -10,6 +10,8 @@ writes into `--out` (default `<first workdir>/plots/`):
   training.png  optimisation health: loss, KL to the reference, grad norm, clip fractions, response length, lr.
   timing.png    per run: the step time split (rollout / rewards / update / weight sync / waiting / other), and
                 the data-server jobs (submitted, completed, failed, in flight) with the pool's synthesized count.
+  difficulty.png  QA runs: per family, the accuracy at each difficulty and the level adaptive difficulty chose
+                (difficulty_<label>.png per run with several workdirs).
   gallery.png   per tracked sample (rows), its original and its image at the end of each epoch (columns), each
                 captioned with version, epoch, step and the description that produced it. With several
                 workdirs: gallery_<label>.png for each one that has a gallery.json.
@@ -28,13 +30,14 @@ from typing import Sequence
 
 from syngrpo_jax import run_dir
 from syngrpo_jax.plots.curves import plot_curves, plot_timing, plot_training
+from syngrpo_jax.plots.difficulty import plot_difficulty
 from syngrpo_jax.plots.gallery import gallery_columns, plot_gallery, write_gallery
 from syngrpo_jax.plots.series import Run, ema, epoch_boundaries, load_runs, metric_series, run_labels
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SMOOTHING = 0.6  # for the CLI and plot_all: light, and the raw values stay visible behind
-__all__ = ["plot_all", "plot_curves", "plot_training", "plot_timing", "plot_gallery", "gallery_columns",
+__all__ = ["plot_all", "plot_curves", "plot_training", "plot_timing", "plot_difficulty", "plot_gallery", "gallery_columns",
            "write_gallery", "Run", "ema", "epoch_boundaries", "load_runs", "metric_series", "main"]
 
 
@@ -63,6 +66,9 @@ def plot_all(workdirs: str | Sequence[str], out_dir: str | None = None, labels: 
         attempt("curves.png", plot_curves, with_metrics, labels=metric_labels, smoothing=smoothing)
         attempt("training.png", plot_training, with_metrics, labels=metric_labels, smoothing=smoothing)
         attempt("timing.png", plot_timing, with_metrics, labels=metric_labels)
+        for workdir, name in zip(with_metrics, metric_labels):
+            filename = "difficulty.png" if len(workdirs) == 1 else f"difficulty_{name.replace(os.sep, '_')}.png"
+            attempt(filename, plot_difficulty, workdir, smoothing=smoothing, label=name)
     for workdir, name in zip(workdirs, names):
         if os.path.exists(os.path.join(workdir, run_dir.GALLERY_FILE)):
             filename = "gallery.png" if len(workdirs) == 1 else f"gallery_{name.replace(os.sep, '_')}.png"

@@ -125,6 +125,9 @@ class SynthesisSession:
             if not result.ok:
                 self.failed += 1
                 continue
+            if self.pool.was_retired(job.sample_id):  # retired while the job ran (adaptive difficulty): nowhere to go
+                self.stale += 1
+                continue
             try:
                 ok = self.pool.replace(job.sample_id, result.image_png, description=job.description,
                                        submitted_step=job.step, applied_step=step, job_id=result.job_id,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 from syngrpo_jax import eval_data, methods
+from syngrpo_jax.data.adaptive import AdaptiveSettings
+from syngrpo_jax.data.difficulty import DifficultyController
 from syngrpo_jax.grpo.losses import LossConfig
 from syngrpo_jax.grpo.optimizer import make_optimizer
 from syngrpo_jax.rollout import registry
@@ -59,6 +61,16 @@ def validate(config) -> methods.Method:
         raise FileNotFoundError(f"synthesis.descriptions_file={config.synthesis.descriptions_file!r} does not exist")
     if config.data.source == "files" and not os.path.exists(os.path.expanduser(config.data.train_path)):
         raise FileNotFoundError(f"data.train_path={config.data.train_path!r} does not exist")
+    if config.data.adaptive.enabled:
+        if config.data.task != "qa":
+            raise ValueError(f"data.adaptive.enabled=True needs data.task='qa' (fresh samples come from the QA "
+                             f"engine); data.task={config.data.task!r}")
+        AdaptiveSettings.from_config(config.data.adaptive)
+        try:
+            DifficultyController(target=config.data.adaptive.target, momentum=config.data.adaptive.momentum,
+                                 relax=config.data.adaptive.relax)
+        except ValueError as e:  # its message starts "target=...": name the config field
+            raise ValueError(f"data.adaptive.{e}") from None
     if not config.model.path and config.model.get("tiny") is None:
         raise ValueError("model.path is empty and model.tiny is not set")
     if config.model.path and not os.path.isfile(os.path.join(os.path.expanduser(config.model.path), "config.json")):

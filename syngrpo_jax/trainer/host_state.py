@@ -1,25 +1,35 @@
 """Host-side state of a run that every process must agree on, in one object: the multi-process seam.
 
-    host = HostState.build(config, samples, run)    # data pool + diversity smoother (+ fixed descriptions)
+    host = HostState.build(config, samples, run)    # data pool + diversity smoother (+ fixed descriptions,
+                                                    #   + adaptive difficulty with data.adaptive.enabled)
     host.start_synthesis()                          # the data-server session (RL runs with synthesis only)
     host.receive(step)                              # apply finished synthesis results to the pool
-    state = host.state_dict()                       # {"pool": ..., "smoother": ...}: plain JSON, checkpointed
+    host.refresh(step)                              # adaptive difficulty: this step's fresh samples join the pool
+    host.observe(samples, accuracy, step)           # a batch's accuracies: pass rates (+ the difficulty controller)
+    state = host.state_dict()                       # {"pool", "smoother"[, "adaptive"]}: plain JSON, checkpointed
     host.load_state_dict(state)
 
-What lives here changes the data every process trains on: the pool's images, pass rates and sampler position,
-the smoother's V_g, the synthesis session's in-flight jobs, the fixed descriptions file. Everything else in a step
-is a pure function of (config, seed, step) and the arrays. Today one process runs the trainer. A multi-process run
-gives the session to process 0 alone (it talks to the data server), and after `receive` broadcasts what it applied
-(sample id, version, PNG bytes) so every process's pool applies the same results; `state_dict` is then identical on
-every process. That change touches this object only.
+What lives here changes the data every process trains on: the pool's images, pass rates, sampler position and
+fresh samples, the difficulty controller, the smoother's V_g, the synthesis session's in-flight jobs, the fixed
+descriptions file. Everything else in a step is a pure function of (config, seed, step) and the arrays. Today
+one process runs the trainer. A multi-process run gives the session to process 0 alone (it talks to the data
+server), and after `receive` broadcasts what it applied (sample id, version, PNG bytes) so every process's pool
+applies the same results; `state_dict` is then identical on every process (adaptive difficulty's fresh samples
+are a pure function of its state and the batch accuracies, which every process computes alike). That change
+touches this object only.
 """
 from __future__ import annotations
 
 import json
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
+from syngrpo_jax.data.adaptive import AdaptiveDifficulty, AdaptiveSettings
+from syngrpo_jax.data.engine import EngineConfig
 from syngrpo_jax.data.pool import DataPool
 from syngrpo_jax.data.sample import Sample
+from syngrpo_jax.data.sources import engine_families
 from syngrpo_jax.rewards.diversity import DiversitySmoother
 from syngrpo_jax.run_dir import RunDir
 
@@ -34,14 +44,16 @@ def load_descriptions(path: str) -> list | dict:
 
 
 class HostState:
-    """The data pool, the diversity smoother, the synthesis session and the fixed descriptions of one run."""
+    """The data pool, the diversity smoother, the synthesis session, the fixed descriptions and adaptive difficulty
+    of one run."""
 
     def __init__(self, pool: DataPool, smoother: DiversitySmoother, synthesis_cfg=None,
-                 fixed_descriptions: list | dict | None = None):
+                 fixed_descriptions: list | dict | None = None, adaptive: AdaptiveDifficulty | None = None):
         self.pool = pool
         self.smoother = smoother
         self.synthesis_cfg = synthesis_cfg
         self.fixed_descriptions = fixed_descriptions
+        self.adaptive = adaptive
         self.session = None  # a synthesis.session.SynthesisSession once start_synthesis() ran
 
     @classmethod
@@ -54,7 +66,14 @@ class HostState:
         fixed = None
         if synthesis is not None and synthesis.descriptions == "file":
             fixed = load_descriptions(synthesis.descriptions_file)
-        return cls(pool, DiversitySmoother(config.diversity.gamma), synthesis, fixed)
+        adaptive = None
+        if config.data.adaptive.enabled:
+            e = config.data.engine
+            adaptive = AdaptiveDifficulty(
+                AdaptiveSettings.from_config(config.data.adaptive),
+                EngineConfig(width=e.size, height=e.size, families=engine_families(e.families), photo=e.photo),
+                seed=e.seed, out_dir=run.fresh)
+        return cls(pool, DiversitySmoother(config.diversity.gamma), synthesis, fixed, adaptive)
 
     def start_synthesis(self) -> None:
         """Start the data-server session (a local server subprocess, or a client of synthesis.address)."""
@@ -68,15 +87,34 @@ class HostState:
         image. The place where a multi-process run broadcasts what process 0 applied."""
         return self.session.poll(step) if self.session is not None else 0
 
+    def refresh(self, step: int) -> None:
+        """Adaptive difficulty: this step's fresh samples join the pool (before its batch is drawn)."""
+        if self.adaptive is not None:
+            self.adaptive.refresh(self.pool)
+
+    def observe(self, samples: Sequence[Sample], accuracy: np.ndarray, step: int) -> None:
+        """A batch's accuracies ([B, G], row b for samples[b]): each sample's mean into the pool's pass rates, each
+        response's into the difficulty controller."""
+        accuracy = np.asarray(accuracy, np.float64)
+        self.pool.update_pass_rates({s.sample_id: float(a.mean()) for s, a in zip(samples, accuracy)}, step)
+        if self.adaptive is not None:
+            self.adaptive.observe(samples, accuracy)
+
     def state_dict(self) -> dict[str, Any]:
-        return {"pool": self.pool.state_dict(), "smoother": self.smoother.state_dict()}
+        state = {"pool": self.pool.state_dict(), "smoother": self.smoother.state_dict()}
+        return state | ({"adaptive": self.adaptive.state_dict()} if self.adaptive is not None else {})
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if ("adaptive" in state) != (self.adaptive is not None):
+            raise ValueError(f"the checkpoint was saved with data.adaptive.enabled={'adaptive' in state}; this run "
+                             f"has data.adaptive.enabled={self.adaptive is not None}")
+        added = self.adaptive.load_state_dict(state["adaptive"]) if self.adaptive is not None else ()
         self.smoother.load_state_dict(state["smoother"])
-        self.pool.load_state_dict(state["pool"])
+        self.pool.load_state_dict(state["pool"], added=added)
 
     def metrics(self) -> dict[str, float]:
         out = {"pool/synthesized_samples": self.pool.stats()["num_synthesized"]}
+        out |= self.adaptive.metrics() if self.adaptive is not None else {}
         return out | (self.session.metrics() if self.session is not None else {})
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """The phases of one RL step, each a function of explicit inputs, unit-tested one by one (tests/trainer/).
 
     rollout      draw B samples through the pool's sampler; the engine samples G responses each -> RolloutResult
-    score        rewards (accuracy, format, diversity), GRPO advantages, the pool's pass rates -> Scored
+    score        rewards (accuracy, format, diversity), GRPO advantages, the pool's pass rates and the difficulty
+                 controller (HostState.observe) -> Scored
     synthesize   the chosen descriptions go to the data server; sync mode waits for this step's images
     update       the jitted GRPO step (learner.Learner.update)
     push_weights the new parameters go to the rollout engine, with the next version number
@@ -20,6 +21,7 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from syngrpo_jax.data.difficulty import level_accuracy_metrics
 from syngrpo_jax.data.sample import Sample
 from syngrpo_jax.grpo.advantages import group_advantages
 from syngrpo_jax.rewards.group_rewards import GroupRewards, choose_descriptions, score_groups
@@ -63,15 +65,14 @@ def rollout(engine: RolloutEngine, samples: Sequence[Sample], sampling: Sampling
 
 
 def score(result: RolloutResult, config, host, step: int) -> Scored:
-    """Rewards of the batch (the smoother advances once when the method uses R_div), group advantages, and each
-    sample's mean accuracy folded into the pool's pass rates."""
+    """Rewards of the batch (the smoother advances once when the method uses R_div), group advantages, and the
+    accuracies folded into the pool's pass rates (and the difficulty controller, when adaptive)."""
     rewards = score_groups(result.prepared, result.texts, response_format=config.reward.response_format,
                            accuracy_mode=config.reward.accuracy, use_diversity=config.reward.diversity,
                            smoother=host.smoother, strict_qa=config.reward.strict_qa)
     advantages = np.asarray(group_advantages(jnp.asarray(rewards.total.reshape(-1), jnp.float32),
                                              config.rollout.group_size))
-    host.pool.update_pass_rates({p.sample.sample_id: float(a.mean()) for p, a in zip(result.prepared,
-                                                                                     rewards.accuracy)}, step)
+    host.observe([p.sample for p in result.prepared], rewards.accuracy, step)
     return Scored(rewards, advantages)
 
 
@@ -116,7 +117,8 @@ def push_weights(engine: RolloutEngine, params, version: int) -> None:
 
 def step_metrics(result: RolloutResult, scored: Scored, update: dict, host, *, lr: float, use_diversity: bool,
                  times: dict[str, float]) -> dict[str, float]:
-    """The step's line of metrics.jsonl (None values dropped). Plots and tests read these keys."""
+    """The step's line of metrics.jsonl (None values dropped). Plots and tests read these keys; QA batches add
+    qa/<family>/d<k>/accuracy for each family and difficulty present."""
     r, update = scored.rewards, dict(update)
     metrics = {
         "epoch": host.pool.epoch, "lr": lr,
@@ -127,4 +129,6 @@ def step_metrics(result: RolloutResult, scored: Scored, update: dict, host, *, l
         "diversity/pred_score": float(np.nanmean(r.pred_score)) if np.isfinite(r.pred_score).any() else None,
         "entropy": update.pop("token_entropy"), **update, **result.metrics, **host.metrics(), **times,
     }
+    if any(p.sample.task == "qa" for p in result.prepared):
+        metrics |= level_accuracy_metrics([p.sample for p in result.prepared], r.accuracy)
     return {k: v for k, v in metrics.items() if v is not None}

@@ -122,6 +122,7 @@ class Trainer:
         with chrono("synthesis"):
             host.receive(step)
         with chrono("rollout"):
+            host.refresh(step)  # adaptive difficulty: fresh samples join the pool before the draw
             result = phases.rollout(self.engine, host.pool.next_batch(c.train.batch_size), self.sampling,
                                     tokenizer=self.tokenizer, config=c, step=step)
         with chrono("rewards"):

@@ -327,6 +327,9 @@ def trainer_step(pool, step, pending):
     pending[:] = [p for p in pending if p[0] > step]
     applied = []
     for _, submitted, sid, job in reversed(due):
+        if sid not in pool:  # retired while its job ran: the result has nowhere to go
+            applied.append((job, None))
+            continue
         ok = pool.replace(sid, png_bytes(color_of("synth", sid, submitted)), description=f"bg {submitted}",
                           submitted_step=submitted, applied_step=step, job_id=job, meta={"arrived": step})
         applied.append((job, ok))
@@ -370,6 +373,75 @@ def test_exact_resume(tmp_path, sampling):
             assert pool.current(sid).image_path == ref.current(sid).image_path
     for s in samples:
         assert sha(s.image_path) == hashlib.sha256(png_bytes(color_of("orig", int(s.sample_id[1:])))).hexdigest()
+
+
+def fresh_sample(root, k):
+    """Added sample k (an id after the base samples' in sorted order, so canonical indices really shift)."""
+    os.makedirs(os.path.join(root, "fresh"), exist_ok=True)
+    path = os.path.join(root, "fresh", f"f{k}.png")
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            f.write(png_bytes(color_of("fresh", k)))
+    return Sample(f"f{k:03d}", "rec", path, query=f"fresh {k}", boxes=[[1, 1, 5, 5]], labels=("x",),
+                  image_size=(W, H))
+
+
+def test_added_samples_are_drawn_first_and_only_they_retire(tmp_path):
+    samples = make_samples(str(tmp_path), 6)
+    pool = DataPool(samples, tmp_path / "w", seed=0)
+    tracked = pool.tracked_ids(3)
+    first = [s.sample_id for s in pool.next_batch(2)]
+    pool.update_pass_rates({first[0]: 1.0}, step=0)
+    pool.next_batch(5)  # 7 of 6 drawn: epoch 1
+    pool.add([fresh_sample(str(tmp_path), 1), fresh_sample(str(tmp_path), 0)])
+    assert pool.epoch == 1  # counted in samples the pool was built from: adding never moves it back
+    assert pool.added_ids == ("f001", "f000") and len(pool) == 8
+    assert pool.sample_ids == tuple(s.sample_id for s in samples) + ("f001", "f000")
+    assert [s.sample_id for s in pool.next_batch(3)][:2] == ["f001", "f000"]  # the front of this epoch
+    assert pool.pass_rate(first[0]) == 1.0 and pool.pass_rate("f000") is None  # carried over by id
+    assert pool.replace("f000", png_bytes((9, 9, 9)), description="d", submitted_step=1, applied_step=1)
+    pool.retire(["f000"])
+    assert "f000" not in pool and "f000" not in pool.pass_rates() and pool.added_ids == ("f001",)
+    assert pool.tracked_ids(3) == tracked  # only the base samples are tracked: they never retire
+    drawn = [s.sample_id for _ in range(10) for s in pool.next_batch(3)]
+    assert "f000" not in drawn and collections.Counter(drawn).keys() == set(pool.sample_ids)
+    with pytest.raises(PoolError, match="only samples let in by add"):
+        pool.retire([samples[0].sample_id])
+    with pytest.raises(PoolError, match="already in the pool"):
+        pool.add([fresh_sample(str(tmp_path), 1)])
+    with pytest.raises(PoolError, match="image files not found"):
+        pool.add([Sample("f999", "rec", str(tmp_path / "nope.png"), query="q", boxes=[[1, 1, 5, 5]], labels=("x",))])
+    assert pool.added_ids == ("f001",)
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "difficulty"])
+def test_exact_resume_with_added_and_retired_samples(tmp_path, sampling):
+    """Each step one sample is added and the oldest retires beyond 3 added; a resumed pool given the state's added
+    samples continues exactly (same batches, versions, pass rates, membership)."""
+    samples = make_samples(str(tmp_path), N_RESUME)
+    workdir = tmp_path / "work"
+    kwargs = dict(seed=2, sampling=sampling, difficulty_eps=0.02, pass_rate_momentum=0.6)
+    fresh = {f"f{k:03d}": fresh_sample(str(tmp_path), k) for k in range(STEPS)}
+
+    def step_with_membership(pool, step, pending):
+        pool.add([fresh[f"f{step:03d}"]])
+        pool.retire(pool.added_ids[:-3])
+        return trainer_step(pool, step, pending) | {"added": pool.added_ids}
+
+    ref, pending, saves, log = DataPool(samples, workdir, **kwargs), [], {}, []
+    for step in range(STEPS):
+        saves[step] = (json.dumps(ref.state_dict()), copy.deepcopy(pending))
+        log.append(step_with_membership(ref, step, pending))
+    assert any(sid.startswith("f") for entry in log for sid in entry["batch"])
+    for k in (1, 5, 11):
+        state, pend = json.loads(saves[k][0]), copy.deepcopy(saves[k][1])
+        pool = DataPool(samples, workdir, **kwargs)
+        with pytest.raises(PoolError, match="state.added"):
+            pool.load_state_dict(state)
+        pool.load_state_dict(state, added=[fresh[sid] for sid in state["added"]])
+        for step in range(k, STEPS):
+            assert step_with_membership(pool, step, pend) == log[step], f"resumed at {k}, diverged at {step}"
+        assert pool.state_dict() == ref.state_dict()
 
 
 def test_state_dict_is_plain_json(pool_setup):

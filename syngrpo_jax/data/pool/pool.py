@@ -10,7 +10,12 @@ composes four parts, each in its own module:
   pass rates   `pass_rates.PassRates`: per-sample EMA of the mean accuracy over the G responses.
   sampling     `samplers`: `next_batch(B)` returns the current versions of B distinct samples drawn by the
                sampler `sampling` names (uniform epochs, or pass-rate-aware), counting `step` (batches drawn) and
-               `epoch` (samples drawn // N: the epoch the next sample will come from).
+               `epoch` (samples drawn // N: the epoch the next sample will come from; N counts the samples the
+               pool was built from, so the epoch never goes back when samples are added).
+  membership   `add(samples)` lets new samples in (fresh engine data: adaptive difficulty, `data/adaptive.py`) and
+               `retire(ids)` lets added samples go again; the samples the pool was built from always stay. The
+               uniform sampler draws added samples first (they join the front of the current epoch); for the
+               pass-rate-aware sampler they are unseen, so they have the largest weight.
   state        `state_dict()` is plain JSON data, checked on load against a declarative schema (`schema`); a
                pool built from the same samples (any order) and run directory that loads it continues exactly:
                same batches, same versions, same pass rates.
@@ -40,7 +45,8 @@ STATE_SCHEMA = schema.Struct(
     format_version=schema.Const(STATE_VERSION, f"this code reads {STATE_VERSION}"),
     config=schema.Struct(), sample_ids=schema.ListOf(schema.Str()), step=schema.Int(0),
     samples_drawn=schema.Int(0), sampler=samplers.STATE, counters=COUNTERS,
-    versions=schema.DictOf(schema.ListOf(VERSION_ENTRY)), pass_rates=schema.DictOf(PASS_RATE_ENTRY))
+    versions=schema.DictOf(schema.ListOf(VERSION_ENTRY)), pass_rates=schema.DictOf(PASS_RATE_ENTRY),
+    added=schema.Optional(schema.ListOf(schema.Str(), distinct=True)))  # absent in states from before `add`
 
 
 class DataPool:
@@ -56,13 +62,7 @@ class DataPool:
         samples = list(samples)
         if not samples:
             raise PoolError("samples", samples, "the data pool needs at least one sample")
-        by_id: dict[str, Sample] = {}
-        for i, s in enumerate(samples):
-            if not isinstance(s, Sample):
-                raise PoolError(f"samples[{i}]", s, "must be a Sample")
-            if s.sample_id in by_id:
-                raise PoolError("sample_id", s.sample_id, f"duplicate sample id (samples[{i}] repeats an earlier one)")
-            by_id[s.sample_id] = s
+        by_id = _by_id(samples, "samples")
         self.seed = check_int("seed", seed)
         self.sampling = sampling
         self._ids: list[str] = sorted(by_id)  # canonical order: everything index-based uses it
@@ -72,7 +72,10 @@ class DataPool:
         self.pass_rate_momentum = self._pass.momentum
         self.keep_versions = check_int("keep_versions", keep_versions)
         self.workdir = os.path.abspath(os.fspath(workdir))
-        self.sample_ids: tuple[str, ...] = tuple(by_id)  # in the order given
+        self._base: dict[str, Sample] = by_id  # the samples the pool was built from, in the order given
+        self._base_ids = list(self._ids)
+        self._added: dict[str, Sample] = {}  # samples let in by `add`, oldest first
+        self._retired: set[str] = set()  # samples `retire` let go in this process (results for them are stale)
         self._index = {sid: i for i, sid in enumerate(self._ids)}
         self._store = VersionStore(by_id, self.workdir)
         self._step = 0
@@ -86,10 +89,24 @@ class DataPool:
     def __contains__(self, sample_id: object) -> bool:
         return sample_id in self._index
 
+    def was_retired(self, sample_id: object) -> bool:
+        """Whether `retire` let this sample go (in this process): a late result for it is stale, not an error."""
+        return sample_id in self._retired
+
     def _check_id(self, sample_id: Any, field: str = "sample_id") -> str:
         if not isinstance(sample_id, str) or sample_id not in self._index:
             raise UnknownSampleError(sample_id, field)
         return sample_id
+
+    @property
+    def sample_ids(self) -> tuple[str, ...]:
+        """The pool's ids: the samples it was built from in the order given, then the added ones, oldest first."""
+        return (*self._base, *self._added)
+
+    @property
+    def added_ids(self) -> tuple[str, ...]:
+        """The samples let in by `add` that have not retired, oldest first."""
+        return tuple(self._added)
 
     @property
     def step(self) -> int:
@@ -98,8 +115,8 @@ class DataPool:
 
     @property
     def epoch(self) -> int:
-        """samples drawn // number of samples: the epoch the next sample comes from."""
-        return self._samples_drawn // len(self._ids)
+        """samples drawn // number of samples built from: the epoch the next sample comes from."""
+        return self._samples_drawn // len(self._base)
 
     def original(self, sample_id: str) -> Sample:
         return self._store.original(self._check_id(sample_id))
@@ -128,8 +145,8 @@ class DataPool:
     def tracked_ids(self, n: int) -> list[str]:
         """n sample ids to follow in galleries: the first n of a seeded order, so tracked_ids(k) is a prefix of
         tracked_ids(n) for k <= n. n larger than the pool gives every id."""
-        n = check_int("n", n)
-        return [self._ids[i] for i in samplers.tracked_order(self.seed, len(self._ids))[:n]]
+        n = check_int("n", n)  # from the samples the pool was built from: they never retire
+        return [self._base_ids[i] for i in samplers.tracked_order(self.seed, len(self._base_ids))[:n]]
 
     # ------------------------------------------------------------------ changes
 
@@ -150,6 +167,42 @@ class DataPool:
     def prune_versions(self, *, keep_ids: Iterable[str] = (), checkpoint_steps: Iterable[int] = ()) -> int:
         """Apply the retention setting (`keep_versions`); returns the number of files deleted (see versions.py)."""
         return self._store.prune(self.keep_versions, keep_ids=keep_ids, checkpoint_steps=checkpoint_steps)
+
+    def add(self, samples: Iterable[Sample]) -> None:
+        """Let new samples in (new ids; their image files must exist). Validates everything before any change."""
+        samples = list(samples)
+        new = _by_id(samples, "added samples")
+        clash = [sid for sid in new if sid in self._index]
+        if clash:
+            raise PoolError("added samples", clash[:3], "these sample ids are already in the pool")
+        missing = [s.image_path for s in samples if not os.path.isfile(s.image_path)]
+        if missing:
+            raise PoolError("added samples", missing[:3], "image files not found")
+        self._set_members({**self._added, **new}, front=list(new))
+
+    def retire(self, sample_ids: Iterable[str]) -> None:
+        """Let added samples go: they leave the pool with their versions and pass rates (their files stay)."""
+        sample_ids = list(sample_ids)
+        for sid in sample_ids:
+            if sid not in self._added:
+                raise PoolError("retire", sid, "only samples let in by add() can retire")
+        self._set_members({sid: s for sid, s in self._added.items() if sid not in set(sample_ids)}, front=[])
+        self._retired.update(sample_ids)
+
+    def _set_members(self, added: dict[str, Sample], front: list[str]) -> None:
+        """The pool over its base samples plus `added`: store, pass rates and sampler carried over by id, the ids in
+        `front` first in the uniform sampler's current epoch."""
+        ids = sorted([*self._base, *added])
+        index = {sid: i for i, sid in enumerate(ids)}
+        store = self._store.with_members({**self._base, **added})
+        rates = PassRates(ids, self.pass_rate_momentum)
+        rates.load_state_dict({k: v for k, v in self._pass.state_dict().items() if k in index}, index)
+        old = self._sampler.state_dict(self._ids)
+        sampler = samplers.make_sampler(self.sampling, len(ids), self.seed, self.difficulty_eps)
+        sampler.load_state_dict({"epoch": old["epoch"], "remaining": front + [
+            r for r in old["remaining"] if r in index and r not in front]}, index)
+        self._ids, self._index, self._added = ids, index, dict(added)
+        self._store, self._pass, self._sampler = store, rates, sampler
 
     def update_pass_rates(self, accuracies: Mapping[str, float], step: int) -> None:
         """Fold each sample's mean accuracy (over its G responses, in [0, 1]) into its pass-rate EMA.
@@ -199,23 +252,31 @@ class DataPool:
             versions     {sample_id: [version entries after the original, oldest first]}; an entry has version,
                          kind, path, description, submitted_step, applied_step, job_id, epoch, meta
             pass_rates   {sample_id: {"value", "count", "step"}} for samples with at least one observation
+            added        ids of the samples let in by `add` and still here, oldest first (the caller keeps what
+                         they are, e.g. adaptive difficulty's state, and passes them back to `load_state_dict`)
         The RNG is counter-based (seed + step/epoch counters), so there is no generator state to save.
         """
         versions, counters = self._store.state_dict()
         return {"format": STATE_FORMAT, "format_version": STATE_VERSION, "config": self._config(),
                 "sample_ids": list(self._ids), "step": self._step, "samples_drawn": self._samples_drawn,
                 "sampler": self._sampler.state_dict(self._ids), "counters": counters, "versions": versions,
-                "pass_rates": self._pass.state_dict()}
+                "pass_rates": self._pass.state_dict(), "added": list(self._added)}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a `state_dict()`, replacing this pool's state. Everything is validated before anything changes;
-        the files of the current synthesized versions must exist under this pool's run directory."""
+    def load_state_dict(self, state: Mapping[str, Any], added: Iterable[Sample] = ()) -> None:
+        """Restore a `state_dict()`, replacing this pool's state. `added`: the samples that `state["added"]` names,
+        in that order. Everything is validated before anything changes; the files of the current synthesized
+        versions must exist under this pool's run directory."""
         if not isinstance(state, Mapping):
             raise PoolError("state.format", state, f"not a data pool state (expected format {STATE_FORMAT!r})")
         schema.check(STATE_SCHEMA, state)
+        added = _by_id(list(added), "added samples")
+        if list(added) != (state.get("added") or []):
+            raise PoolError("state.added", state.get("added"), f"the state's added samples differ from the "
+                            f"{len(added)} given (e.g. {list(added)[:3]})")
+        pool_ids = sorted([*self._base, *added])
         ids = state["sample_ids"]
-        if ids != self._ids:
-            missing, extra = sorted(set(self._ids) - set(ids)), sorted(set(ids) - set(self._ids))
+        if ids != pool_ids:
+            missing, extra = sorted(set(pool_ids) - set(ids)), sorted(set(ids) - set(pool_ids))
             raise PoolError("state.sample_ids", f"{len(ids)} ids",
                             f"the state is from another sample set: {len(missing)} pool ids missing from it "
                             f"(e.g. {missing[:3]}), {len(extra)} ids not in this pool (e.g. {extra[:3]})")
@@ -223,15 +284,34 @@ class DataPool:
             if state["config"].get(key) != value:
                 raise PoolError(f"state.config.{key}", state["config"].get(key),
                                 f"differs from this pool's {key}={value!r}; build the pool with the saved config")
+        index = {sid: i for i, sid in enumerate(pool_ids)}
         for field, keys in (("state.versions key", state["versions"]), ("state.pass_rates key", state["pass_rates"])):
             for sid in keys:
-                self._check_id(sid, field)
+                if sid not in index:
+                    raise UnknownSampleError(sid, field)
         remaining = state["sampler"]["remaining"]
-        if not all(r in self._index for r in remaining):
+        if not all(r in index for r in remaining):
             raise PoolError("state.sampler.remaining", remaining, "must be a list of distinct sample ids of this pool")
-        self._store.load_state_dict(state["versions"], state["counters"])  # validates before it changes anything
-        self._pass.load_state_dict(state["pass_rates"], self._index)
-        self._sampler.load_state_dict(state["sampler"], self._index)
+        store = VersionStore({**self._base, **added}, self.workdir)
+        store.load_state_dict(state["versions"], state["counters"])  # validates before it changes anything
+        rates = PassRates(pool_ids, self.pass_rate_momentum)
+        rates.load_state_dict(state["pass_rates"], index)
+        sampler = samplers.make_sampler(self.sampling, len(pool_ids), self.seed, self.difficulty_eps)
+        sampler.load_state_dict(state["sampler"], index)
+        self._ids, self._index, self._added = pool_ids, index, added
+        self._store, self._pass, self._sampler = store, rates, sampler
         self._step, self._samples_drawn = int(state["step"]), int(state["samples_drawn"])
+
+
+def _by_id(samples: list, field: str) -> dict[str, Sample]:
+    """{sample_id: sample} in the order given; every item a Sample, no id twice."""
+    by_id: dict[str, Sample] = {}
+    for i, s in enumerate(samples):
+        if not isinstance(s, Sample):
+            raise PoolError(f"{field}[{i}]", s, "must be a Sample")
+        if s.sample_id in by_id:
+            raise PoolError("sample_id", s.sample_id, f"duplicate sample id ({field}[{i}] repeats an earlier one)")
+        by_id[s.sample_id] = s
+    return by_id
 
 

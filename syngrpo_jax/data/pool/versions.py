@@ -91,6 +91,14 @@ class VersionStore:
         self._sizes: dict[str, tuple[int, int]] = {}  # original sizes probed from file headers (not state)
         self.reset()
 
+    def with_members(self, originals: Mapping[str, Sample]) -> "VersionStore":
+        """A store over `originals` that keeps this store's histories and counters of the samples it still has
+        (new samples start at their original; the histories of samples left out are dropped)."""
+        store = VersionStore(originals, self.root)
+        versions, counters = self.state_dict()
+        store.load_state_dict({sid: v for sid, v in versions.items() if sid in originals}, counters)
+        return store
+
     def reset(self) -> None:
         self._history: dict[str, list[Version]] = {sid: [self._original_version(sid)] for sid in self._dirs}
         self._current: dict[str, Sample] = dict(self._originals)

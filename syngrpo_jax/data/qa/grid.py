@@ -31,7 +31,7 @@ def sample(rng: np.random.Generator, width: int, height: int, difficulty: int) -
         for col in range(n):
             if rng.random() >= FILL:
                 continue
-            side = int(round(cell * rng.uniform(0.5, 0.72)))
+            side = min(int(round(cell * rng.uniform(0.5, 0.72))), cell - 4)  # small images: 2 px each side
             slack = cell - side - 4
             x1 = gx + col * cell + 2 + int(rng.integers(0, slack + 1))
             y1 = gy + row * cell + 2 + int(rng.integers(0, slack + 1))

@@ -57,3 +57,15 @@ def test_unknown_family_or_difficulty_is_named():
         sample_scene(np.random.default_rng(0), "histogram", WIDTH, HEIGHT, 1)
     with pytest.raises(ValueError, match="difficulty 4"):
         sample_scene(np.random.default_rng(0), "cubes", WIDTH, HEIGHT, 4)
+
+
+@pytest.mark.parametrize("family", QA_CATEGORIES)
+def test_the_smallest_engine_image_works_and_the_checker_agrees(family):
+    """64 px, the smallest size EngineConfig accepts (the CPU demo's test scale): grid_count's 5x5 level once
+    asked numpy for a negative offset there. Answers still check, boxes stay inside."""
+    for difficulty in DIFFICULTIES:
+        for seed in range(20):
+            scene = sample_scene(np.random.default_rng(seed), family, 64, 64, difficulty)
+            CHECKS[family](scene)
+            Sample("x", "qa", "/x.png", query=scene["question"], boxes=scene["boxes"],
+                   labels=tuple(scene["labels"]), answer=scene["answer"], image_size=(64, 64))
