@@ -45,8 +45,7 @@ class JaxSampler(RolloutEngine):
         cfg = model.config
         self.pad_token_id = pad_token_id if pad_token_id is not None else (cfg.pad_token_id or 0)
         if suppress_token_ids is None:
-            suppress_token_ids = (cfg.image_token_id, cfg.video_token_id, cfg.vision_start_token_id,
-                                  cfg.vision_end_token_id)
+            suppress_token_ids = cfg.vision_token_ids
         suppress = np.zeros(cfg.text.vocab_size, bool)
         suppress[list(suppress_token_ids)] = True
         self.suppress = jnp.asarray(suppress)
@@ -143,7 +142,7 @@ def _decode(graphdef, state, logits, cache, key_valid, next_pos, rng, temperatur
         rng, key = jax.random.split(rng)
         tok = sampling.sample_tokens(key, logits, greedy=greedy, temperature=temperature, top_k=top_k,
                                      top_p=top_p if use_top_p else None, suppress=suppress)
-        lp = sampling.token_logprob(logits, tok, temperature)
+        lp = sampling.token_logprob(logits, tok, temperature, suppress)
         tok = jnp.where(done, pad_id, tok)
         tokens = tokens.at[:, step].set(tok)
         logps = logps.at[:, step].set(jnp.where(done, 0.0, lp))

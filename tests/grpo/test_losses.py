@@ -574,6 +574,28 @@ def test_token_entropy_and_logprobs_match_formula(temperature):
     np.testing.assert_array_equal(np.asarray(both[1]), np.asarray(h))
 
 
+def test_excluded_tokens_leave_the_distribution():
+    """exclude: p_v = exp(x_v) / sum_{u not excluded} exp(x_u) for allowed v; log-prob, entropy and gradient are
+    those of the renormalised distribution, and the excluded logits get no gradient."""
+    rng = np.random.default_rng(14)
+    logits = rng.normal(scale=2.0, size=(3, 9))
+    exclude = np.zeros(9, bool)
+    exclude[[2, 5]] = True
+    targets = np.asarray([0, 4, 8])
+    allowed = logits[:, ~exclude] / 0.8
+    logq = allowed - np.log(np.exp(allowed).sum(-1, keepdims=True))
+    want_lp = logq[np.arange(3), [0, 3, 6]]  # the targets' columns among the 7 allowed
+    want_h = -(np.exp(logq) * logq).sum(-1)
+    x = jnp.asarray(logits, jnp.float32)
+    lp, h = ent_lib.token_logprobs_and_entropy(x, jnp.asarray(targets), temperature=0.8, exclude=jnp.asarray(exclude))
+    np.testing.assert_allclose(np.asarray(lp), want_lp, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(h), want_h, rtol=1e-5, atol=1e-6)
+    with jax.enable_x64(True):
+        grad = np.asarray(jax.grad(lambda z: ent_lib.token_entropy(z, exclude=jnp.asarray(exclude)).sum())(
+            jnp.asarray(logits)))
+    assert np.all(np.isfinite(grad)) and np.all(grad[:, exclude] == 0)
+
+
 def test_token_entropy_gradient_matches_formula():
     # dH/dx_j = -p_j (log p_j + H)
     logits = np.random.default_rng(12).normal(scale=2.0, size=(3, 11))
