@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 
 from syngrpo_jax import eval_data, methods
-from syngrpo_jax.grpo.losses import LossConfig
+from syngrpo_jax.grpo.losses import OLD_LOGP_SOURCES, LossConfig
 from syngrpo_jax.grpo.optimizer import make_optimizer
 from syngrpo_jax.rollout import registry
 from syngrpo_jax.synthesis.session import MODES as SYNTHESIS_MODES
 
-OLD_LOGP_SOURCES = ("rollout", "recompute")
 DESCRIPTION_SOURCES = ("policy", "random", "file")
 
 
