@@ -113,11 +113,12 @@ def test_rollout_draws_through_the_pool_and_seeds_by_step(setup):
     host = fresh_host(setup)
     engine = fake_engine(setup, [[[0, 0, 10, 10], [0, 0, 20, 20]]])
     batch = host.pool.next_batch(setup["config"].train.batch_size)
+    engine.update_weights(None, 3)  # weights of step 3 sample step 5's batch: two updates stale
     result = phases.rollout(engine, batch, sampling(setup), tokenizer=setup["policy"].tokenizer,
                             config=setup["config"], step=5)
     assert [p.sample.sample_id for p in result.prepared] == [s.sample_id for s in batch]
     assert len(result.responses) == len(batch) and all(len(g) == 2 for g in result.responses)
-    assert result.metrics == {"rollout/fake": 1.0}
+    assert result.metrics == {"rollout/fake": 1.0, "rollout/weight_version": 3.0, "rollout/staleness": 2.0}
     n, params = engine.calls[0]
     assert n == len(batch) and params.seed == phases.step_seed(setup["config"].seed, 5, phases.SALT_ROLLOUT)
     phases.rollout(engine, batch, sampling(setup), tokenizer=setup["policy"].tokenizer, config=setup["config"],
