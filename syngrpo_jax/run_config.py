@@ -150,6 +150,10 @@ def _rollout_train_and_loss(c: ml_collections.ConfigDict) -> None:
     c.rollout.prompt_multiple = 64  # prompt lengths are padded to multiples of this (bounded recompiles)
     c.rollout.response_multiple = 0  # responses are padded to multiples of this in the update; 0: max_tokens
     c.rollout.vllm = vllm_settings()  # rollout.engine="vllm"
+    # overlap: the engine samples step t+1's batch while step t updates (one update off-policy; the ratio's
+    # old_logp is then the older weights', which the clip and loss.tis_cap account for). See trainer/overlap.py.
+    c.rollout.overlap = False
+    c.rollout.max_staleness = 1  # a step sampled with weights more updates old than this is an error
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 20  # prompts per step
