@@ -27,7 +27,7 @@ from syngrpo_jax.metrics import MetricsWriter
 from syngrpo_jax.parallel.mesh import make_mesh
 from syngrpo_jax.policy import load_policy, save_architecture, task_corpus
 from syngrpo_jax.rollout import registry
-from syngrpo_jax.rollout.base import SamplingParams
+from syngrpo_jax.rollout.base import EngineError, SamplingParams
 from syngrpo_jax.run_dir import RunDir
 from syngrpo_jax.trainer import phases, summary as summary_lib
 from syngrpo_jax.trainer.checks import total_steps, validate
@@ -86,6 +86,8 @@ class Trainer:
         self.checkpointer = Checkpointer(self.run_dir.checkpoints, max_to_keep=config.train.keep_checkpoints)
         self.ahead = RolloutAhead() if config.rollout.overlap else None
         self._resumed_ahead = None  # {"step", "sample_ids"}: the batch a checkpoint says was drawn ahead
+        self._step_start = (-1, None)  # (step, host state when it began): saved if the engine fails in it
+        self._updated = -1  # the last step whose update was applied
         self.start_step = self._restore_or_warm_start(samples)
         self.engine = registry.make_engine(config.rollout.engine, registry.EngineContext(
             model=self.policy.model, tokenizer=self.tokenizer, model_dir=self.policy.model_dir, config=config,
@@ -123,6 +125,7 @@ class Trainer:
         """One RL step (0-based); returns its metrics. The phases are in `phases`."""
         c, host, chrono = self.config, self.host, self.chrono
         chrono.start_step()
+        self._step_start = (step, self._host_state())
         with chrono("synthesis"):
             host.receive(step)
         with chrono("rollout"):
@@ -138,6 +141,7 @@ class Trainer:
             if self.ahead is not None and step + 1 < self.steps:  # step + 1's batch, sampled meanwhile
                 self.ahead.start(step + 1, self._batch(step + 1), functools.partial(self._rollout, step + 1))
             update = self.learner.update(result, scored.advantages, step, pad_id=self.tokenizer.pad_id)
+            self._updated = step
         with chrono("weight_sync"):
             if self.ahead is not None:
                 self.ahead.wait()
@@ -158,12 +162,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def checkpoint(self, step: int) -> None:
-        """Save (asynchronously) the arrays and the host state at `step`, then apply image retention."""
+    def _host_state(self) -> dict:
+        """What a checkpoint holds besides the arrays: the host state, and the batch drawn ahead (overlap)."""
         ahead = self.ahead.pending_ids() if self.ahead is not None else None
+        return {**self.host.state_dict(), **({"ahead": ahead} if ahead else {})}
+
+    def checkpoint(self, step: int, host_state: dict | None = None) -> None:
+        """Save (asynchronously) the arrays and the host state (default: the current one) at `step`, then apply
+        image retention."""
         self.learner.save(self.checkpointer, step, {
             "step": step, "rng": {"seed": self.config.seed, "step": step}, "method": self.config.method,
-            **self.host.state_dict(), **({"ahead": ahead} if ahead else {})})
+            **(host_state or self._host_state())})
         pool = self.host.pool
         if pool.keep_versions:
             deleted = pool.prune_versions(keep_ids=pool.tracked_ids(self.config.train.track_samples),
@@ -199,6 +208,19 @@ class Trainer:
         if self.evaluator is not None and (done == self.steps or (t.eval_every and done % t.eval_every == 0)):
             summary["eval_after"] = self.evaluate(done, writer)
 
+    def _save_after_engine_failure(self, step: int, error: EngineError) -> None:
+        """The engine failed for good during `step`: keep what was trained. After the step's update (only the
+        weight push failed) the state is step + 1's; before it, the parameters are step's and the host state is
+        the one the step began with (synthesis results it had received are dropped)."""
+        if self._updated == step:
+            done, host_state = step + 1, None
+        else:
+            done, host_state = step, self._step_start[1]
+        if done not in self.checkpointer.all_steps():
+            self.checkpoint(done, host_state)
+        log.error("stopping: the rollout engine failed during step %d; checkpoint %d holds the training so far "
+                  "(rerun the same command to resume). %s", step + 1, done, str(error).splitlines()[0])
+
     # ------------------------------------------------------------------ the run
 
     def run(self) -> dict:
@@ -217,7 +239,12 @@ class Trainer:
         try:
             for step in tqdm(range(self.start_step, self.steps), desc=self.config.method, unit="step",
                              initial=self.start_step, total=self.steps):
-                self._after_step(step + 1, self.step(step), writer, summary, stop)
+                try:
+                    metrics = self.step(step)
+                except EngineError as e:
+                    self._save_after_engine_failure(step, e)
+                    raise
+                self._after_step(step + 1, metrics, writer, summary, stop)
                 if stop.stop:
                     break
         finally:
