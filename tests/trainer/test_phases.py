@@ -14,6 +14,8 @@ from flax import nnx
 from syngrpo_jax.data.sources import load_samples
 from syngrpo_jax.grpo import train_step as ts
 from syngrpo_jax.grpo.batch import build_train_batch
+from syngrpo_jax.metrics import MetricsWriter
+from syngrpo_jax.parallel.mesh import make_mesh
 from syngrpo_jax.policy import load_policy, task_corpus
 from syngrpo_jax.rewards.group_rewards import GroupRewards
 from syngrpo_jax.rollout.base import Response, RolloutEngine, SamplingParams
@@ -239,6 +241,22 @@ def test_host_state_round_trip(setup, tmp_path):
     assert other.receive(0) == 0 and other.metrics() == {"pool/synthesized_samples": 0}
     config = tiny_config("method=grpo_offline_generation")
     assert HostState.build(config, setup["samples"], setup["run"]).fixed_descriptions  # the file is read once
+
+
+def test_warm_start_leaves_the_parameters_in_the_learners_shardings(setup, tmp_path):
+    """On a mesh, the update's jit takes the parameters in the learner's shardings, whatever SFT left."""
+    config = setup["config"]
+    mesh = make_mesh(**config.mesh)
+    policy = load_policy(config.model, setup["run"].root, seed=0, mesh=mesh,
+                         corpus=task_corpus(setup["samples"], config.reward.response_format))
+    learner = Learner(config, policy.model, steps=2, mesh=mesh)
+    with MetricsWriter(str(tmp_path)) as writer:
+        learner.warm_start(setup["samples"], policy.tokenizer, steps=1, rl=True, writer=writer)
+    for path, got in jax.tree_util.tree_leaves_with_path(learner.params):
+        want = learner.param_shardings
+        for k in path:
+            want = want[k.key]
+        assert got.sharding.is_equivalent_to(want, got.ndim), jax.tree_util.keystr(path)
 
 
 def test_learner_update_equals_the_train_step(setup):
