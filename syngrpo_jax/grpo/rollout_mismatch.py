@@ -28,6 +28,7 @@ def rollout_mismatch(train_logp: jax.Array, rollout_logp: jax.Array, mask: jax.A
     return {
         "rollout/logp_diff_mean": jnp.sum(jnp.abs(d)) / n,
         "rollout/logp_diff_max": jnp.max(jnp.abs(d)),
-        # k3 with log r = d (pi_train / pi_rollout), the same estimator as the loss's KL to the reference
-        "rollout/kl_k3": jnp.sum(jnp.where(valid, kl_k3(jnp.zeros_like(d), d), 0.0)) / n,
+        # k3 with log r = d (pi_train / pi_rollout), the same estimator as the loss's KL to the reference; >= 0,
+        # but float32 rounding of e^d - 1 - d at |d| ~ 1e-7 gives -1e-11: clamped at 0
+        "rollout/kl_k3": jnp.sum(jnp.where(valid, jnp.maximum(kl_k3(jnp.zeros_like(d), d), 0.0), 0.0)) / n,
     }
