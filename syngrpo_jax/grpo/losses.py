@@ -347,6 +347,18 @@ def _check_shapes(logp, old_logp, advantages, mask, ref_logp, entropy, rollout_l
     return shape
 
 
+def _cov_shaped(cfg: LossConfig, surrogate, logp, old_logp, adv, w, clipped, rng):
+    """(per-token loss, selection) of Clip-Cov (the selected tokens' surrogate detached; clipped tokens are not
+    eligible) or KL-Cov (the selected tokens penalised by kl_cov_coef * |logp - old_logp|)."""
+    cov = token_covariance(logp, adv, w)
+    if cfg.cov_mode == "clip_cov":
+        selected = clip_cov_select(cov, w, ~clipped, ratio=cfg.clip_cov_ratio, cov_low=cfg.clip_cov_lb,
+                                   cov_high=cfg.clip_cov_ub, rng=rng)
+        return jnp.where(selected, jax.lax.stop_gradient(surrogate), surrogate), selected
+    selected = kl_cov_select(cov, w, ratio=cfg.kl_cov_ratio)
+    return surrogate + jnp.where(selected, cfg.kl_cov_coef * jnp.abs(logp - old_logp), 0.0), selected
+
+
 def policy_loss(
     logp: jax.Array,
     old_logp: jax.Array,
@@ -454,18 +466,8 @@ def policy_loss(
         metrics["tis_capped_frac"] = token_metric((tis >= cfg.tis_cap).astype(jnp.float32))
     per_token = surrogate
     if cfg.cov_mode is not None:
-        cov = token_covariance(logp, adv, w)
-        if cfg.cov_mode == "clip_cov":
-            eligible = ~(low_clipped | high_clipped)
-            if dual_clipped is not None:
-                eligible &= ~dual_clipped
-            selected = clip_cov_select(
-                cov, w, eligible, ratio=cfg.clip_cov_ratio, cov_low=cfg.clip_cov_lb, cov_high=cfg.clip_cov_ub, rng=rng
-            )
-            per_token = jnp.where(selected, sg(surrogate), surrogate)
-        else:
-            selected = kl_cov_select(cov, w, ratio=cfg.kl_cov_ratio)
-            per_token = per_token + jnp.where(selected, cfg.kl_cov_coef * jnp.abs(logp - old_logp), 0.0)
+        clipped = low_clipped | high_clipped if dual_clipped is None else low_clipped | high_clipped | dual_clipped
+        per_token, selected = _cov_shaped(cfg, surrogate, logp, old_logp, adv, w, clipped, rng)
         metrics["cov_selected_frac"] = token_metric(selected.astype(jnp.float32))
 
     pg_sum, denominator = aggregate(sg(per_token), w, agg, norm_constant=norm_constant)
