@@ -143,8 +143,13 @@ def main() -> int:
     p.add_argument("--sync_models", default="demo,wide", help="demo and/or wide (hidden 1024 x 12 layers)")
     p.add_argument("--skip_transformers", action="store_true")
     p.add_argument("--max_load", type=float, default=0.0)
+    p.add_argument("--vllm_threads_bind", default="",
+                   help="VLLM_CPU_OMP_THREADS_BIND for the worker: auto (vLLM's default: one OpenMP thread pinned "
+                        "per core), nobind, or core ids (e.g. 0: one thread)")
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "rollout_engines.json"))
     a = p.parse_args()
+    if a.vllm_threads_bind:  # the worker inherits this process's environment
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = a.vllm_threads_bind
     load_before = harness.wait_for_quiet(a.max_load, timeout_s=600) if a.max_load else harness.load_average()
     root = tempfile.mkdtemp(prefix="rollout-engines-")
     config = demo_config()
@@ -192,6 +197,7 @@ def main() -> int:
     result = {
         "benchmark": "rollout_engines", "command": harness.command_line(), "machine": harness.machine_info(),
         "load_average_before": load_before, "load_average_after": harness.load_average(),
+        "vllm_threads_bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto"),
         "prompts": a.prompts, "group": a.group, "new_tokens": a.new_tokens, "generated_tokens": tokens,
         "parameters": int(sum(x.size for x in jax.tree.leaves(nnx.state(pol.model, nnx.Param)))),
         "seconds": med, "tokens_per_s": tps, "ratio_vllm_over_jax": tps["vllm"] / tps["jax"],
@@ -226,7 +232,8 @@ def render_markdown(r: dict) -> str:
         "# Rollout engines: vLLM worker vs JAX sampler vs transformers generate (demo model, CPU)", "",
         f"{r['prompts']} prompts x G={r['group']}, {r['new_tokens']} new tokens each, temperature 1, no stop token; "
         f"the demo's REC prompts with one 112 px image; {r['parameters']:,} parameters, float32. Command: "
-        f"`{r['command']}`. Load {r['load_average_before']} -> {r['load_average_after']}.", "",
+        f"`{r['command']}`. Load {r['load_average_before']} -> {r['load_average_after']}. vLLM's OpenMP threads: "
+        f"VLLM_CPU_OMP_THREADS_BIND={r.get('vllm_threads_bind', 'auto')}.", "",
         harness.markdown_table(["", "median s", "generated tokens/s"], rows), "",
         f"Ratio vLLM/JAX: {r['ratio_vllm_over_jax']:.2f}x (target >= 2x). Greedy decoding: vLLM and the JAX sampler "
         f"agree on {r['greedy_tokens_agreeing_of_16']}/16 tokens of the first prompt.", "",

@@ -156,13 +156,19 @@ def _rollout_train_and_loss(c: ml_collections.ConfigDict) -> None:
     c.rollout.prompt_multiple = 64  # prompt lengths are padded to multiples of this (bounded recompiles)
     c.rollout.response_multiple = 0  # responses are padded to multiples of this in the update; 0: max_tokens
     c.rollout.vllm = vllm_settings()  # rollout.engine="vllm"
+    # overlap: the engine samples step t+1's batch while step t updates (one update off-policy; the ratio's
+    # old_logp is then the older weights', which the clip and loss.tis_cap account for). See trainer/overlap.py.
+    c.rollout.overlap = False
+    c.rollout.max_staleness = 1  # a step sampled with weights more updates old than this is an error
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 20  # prompts per step
     c.train.epochs = 5.0  # total steps = epochs * num_samples / batch_size, unless train.steps is set
     c.train.steps = 0
     c.train.micro_batches = 1  # gradient accumulation (must divide batch_size)
-    c.train.old_logp = "rollout"  # rollout (the sampler's log-probs) | recompute (a forward before the update)
+    # The GRPO ratio's denominator: rollout (the engine's log-probs: pi / pi_rollout) | recompute (the trainer's at
+    # the update's starting parameters; the update's own forward, no extra cost; needed by loss.tis_cap).
+    c.train.old_logp = "rollout"
     c.train.log_every = 10  # a log line (rewards, loss, step time) every N steps; 0: none (metrics: every step)
     c.train.checkpoint_every = 50
     c.train.keep_checkpoints = 3
@@ -177,11 +183,14 @@ def _rollout_train_and_loss(c: ml_collections.ConfigDict) -> None:
         clip_low=0.2, clip_high=0.2, dual_clip=None, agg="token-mean", norm_constant=None, kl_coef=0.0,
         kl_estimator="k3", kl_straight_through=False, entropy_coef=0.0, entropy_adv_alpha=None,
         entropy_adv_kappa=2.0, cov_mode=None, clip_cov_ratio=2e-4, clip_cov_lb=1.0, clip_cov_ub=5.0,
-        kl_cov_ratio=2e-3, kl_cov_coef=1.0, logprob_chunk=128))
+        kl_cov_ratio=2e-3, kl_cov_coef=1.0, tis_cap=None, logprob_chunk=128))
     c.loss.dual_clip = ml_collections.config_dict.placeholder(float)
     c.loss.norm_constant = ml_collections.config_dict.placeholder(float)
     c.loss.entropy_adv_alpha = ml_collections.config_dict.placeholder(float)
     c.loss.cov_mode = ml_collections.config_dict.placeholder(str)
+    # Truncated importance sampling for the rollout/trainer mismatch: each token's surrogate weighted by
+    # min(pi_train / pi_rollout, tis_cap) (e.g. 2.0); needs train.old_logp="recompute". None: off.
+    c.loss.tis_cap = ml_collections.config_dict.placeholder(float)
 
 
 def _rewards_synthesis_and_eval(c: ml_collections.ConfigDict) -> None:

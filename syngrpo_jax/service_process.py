@@ -74,7 +74,8 @@ class ServiceProcess:
         return self.process.returncode
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (someone else's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -93,7 +94,7 @@ def reclaim_orphaned_dirs(parent: str | os.PathLike | None = None) -> list[str]:
         try:
             owner = json.loads((path / _OWNER_FILE).read_text())
             pids = [int(owner["launcher_pid"]), int(owner["service_pid"])]
-            if path.stat().st_uid != os.getuid() or any(_alive(pid) for pid in pids):
+            if path.stat().st_uid != os.getuid() or any(pid_alive(pid) for pid in pids):
                 continue
             shutil.rmtree(path)
             removed.append(str(path))

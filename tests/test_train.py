@@ -31,7 +31,8 @@ STEP_FIELDS = {
     "step", "epoch", "lr", "reward/accuracy", "reward/format", "reward/diversity", "reward/total", "diversity/V_batch",
     "entropy", "loss", "pg_loss", "clip_frac_low", "clip_frac_high", "grad_norm", "response_length_mean",
     "response_length_max", "pool/synthesized_samples", "time/rollout", "time/rewards", "time/synthesis",
-    "time/waiting", "time/update", "time/weight_sync", "time/step"}
+    "time/waiting", "time/update", "time/weight_sync", "time/step", "rollout/logp_diff_mean", "rollout/logp_diff_max",
+    "rollout/kl_k3", "rollout/weight_version", "rollout/staleness"}
 SYNTHESIS_FIELDS = {"synthesis/submitted", "synthesis/completed", "synthesis/failed", "synthesis/in_flight",
                     "synthesis/timed_out", "synthesis/server_up"}
 
@@ -105,6 +106,8 @@ def test_every_method_runs_two_steps(tmp_path, method):
         assert "diversity/V_global" not in rows[-1]
     if method == "syn_grpo":
         assert "diversity/V_global" in rows[-1]
+    for r in rows:  # the JAX sampler runs the trainer's own model: its log-probs are the trainer's up to float noise
+        assert r["rollout/logp_diff_max"] < 1e-4 and r["rollout/weight_version"] == r["step"] - 1
     assert summary["last"]["reward/total"] == pytest.approx(
         summary["last"]["reward/accuracy"] + summary["last"]["reward/format"] + summary["last"]["reward/diversity"])
 

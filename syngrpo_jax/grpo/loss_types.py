@@ -53,6 +53,8 @@ class PolicyLoss(NamedTuple):
       kl_ref            mean of the chosen KL estimator to the reference (only when the KL term is on)
       entropy           mean token entropy (only when ``entropy`` is given)
       cov_selected_frac fraction of tokens selected by Clip-Cov / KL-Cov (only with cov_mode)
+      tis_weight_mean   mean truncated importance weight min(pi_old / pi_rollout, tis_cap) (only with tis_cap)
+      tis_capped_frac   fraction of tokens whose weight the cap truncated (only with tis_cap)
     """
 
     loss_sum: jax.Array

@@ -26,6 +26,14 @@ of the batch they are given, so selecting per micro-batch differs from selecting
 and gradient are exact *given* the selection). Metrics are ``MetricSum(total, count)`` pairs and accumulate
 exactly like the loss.
 
+Rollout/trainer mismatch. A rollout engine (vLLM: other kernels and precision) samples from pi_rollout, close to
+but not exactly the trainer's policy at the same weights. ``old_logp`` is the ratio's denominator: the rollout's
+log-probs (``LossConfig.old_logp_source="rollout"``: r = pi / pi_rollout, the clip absorbs the mismatch) or
+the trainer's own at the parameters the update starts from ("recompute"; the train step passes its forward's
+log-probs, detached). With ``tis_cap`` (truncated importance sampling, the decoupled three-policy PPO of the off-policy
+rollout literature) each token's surrogate is also weighted by min(pi_old / pi_rollout, tis_cap), detached, from
+the ``rollout_logp`` given.
+
 The settings are one ``LossConfig`` (every field spelled once, passed whole): static Python values checked on the host (so under ``jax.jit`` they must be static
 arguments or closed over); bad values raise ``ValueError`` naming the field and the value. The coefficients
 ``kl_coef`` and ``entropy_coef`` may also be traced scalars (schedules); then they are not range-checked and
@@ -48,6 +56,8 @@ from syngrpo_jax.grpo.loss_types import MetricSum, PolicyLoss, safe_div, upcast
 # ratio inf (and the gradient NaN); |log r| > 20 means r > 4.8e8, far outside any clip range, so the clamp only
 # changes tokens whose surrogate is already clipped or dual-clipped.
 LOG_RATIO_CLAMP = 20.0
+
+OLD_LOGP_SOURCES = ("rollout", "recompute")  # what old_logp holds: the rollout engine's, or the trainer's
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -200,6 +210,19 @@ def clipped_surrogate(
     return loss
 
 
+def truncated_is_weights(old_logp: jax.Array, rollout_logp: jax.Array, cap: float) -> jax.Array:
+    """Per-token w = min(pi_old / pi_rollout, cap) = min(exp(old_logp - rollout_logp), cap), no gradient.
+
+    The rollout engine sampled from pi_rollout; the update's ratio is taken against pi_old (the trainer's policy at
+    the same weights). Weighting each token's surrogate by pi_old / pi_rollout makes the gradient estimate one
+    under pi_old again; truncating the weight at ``cap`` bounds its variance where the engine under-estimated a
+    token's probability (tokens it over-estimated get w < 1 untruncated). The log-ratio is clamped like the PPO
+    ratio's before exp.
+    """
+    log_w = jnp.clip(old_logp - rollout_logp, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    return jax.lax.stop_gradient(jnp.minimum(jnp.exp(log_w), cap))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The loss
 # ----------------------------------------------------------------------------------------------------------------
@@ -248,13 +271,17 @@ class LossConfig:
     clip_cov_ub: float = 5.0
     kl_cov_ratio: float = 2e-3
     kl_cov_coef: float = 1.0
+    tis_cap: float | None = None  # set: truncated importance sampling, w = min(pi_old / pi_rollout, tis_cap)
+    old_logp_source: str = "rollout"  # the ratio's denominator: "rollout" (the engine's log-probs) | "recompute"
     temperature: float = 1.0  # the sampling temperature; log-probs are of softmax(logits / temperature)
     logprob_chunk: int = 128  # response tokens per logits chunk
 
     @classmethod
     def from_config(cls, config) -> "LossConfig":
-        """The run config's `loss.*` fields, at the rollout temperature (0, greedy, trains at 1)."""
-        return cls(**{k: config.loss[k] for k in config.loss}, temperature=config.rollout.temperature or 1.0)
+        """The run config's `loss.*` fields and train.old_logp, at the rollout temperature (0, greedy, trains
+        at 1)."""
+        return cls(**{k: config.loss[k] for k in config.loss}, old_logp_source=config.train.old_logp,
+                   temperature=config.rollout.temperature or 1.0)
 
     def validate(self) -> "LossConfig":
         """Raise ValueError naming the field and value for a setting `policy_loss` cannot run (host-side, so a
@@ -291,6 +318,15 @@ class LossConfig:
         if c.entropy_adv_alpha is not None and not (c.entropy_adv_alpha >= 0 and c.entropy_adv_kappa > 1):
             raise ValueError(f"entropy_adv_alpha={c.entropy_adv_alpha!r} / entropy_adv_kappa="
                              f"{c.entropy_adv_kappa!r}: need alpha >= 0 and kappa > 1")
+        if c.old_logp_source not in OLD_LOGP_SOURCES:
+            raise ValueError(f"old_logp_source={c.old_logp_source!r} (train.old_logp): choose one of "
+                             f"{OLD_LOGP_SOURCES}")
+        if c.tis_cap is not None:
+            if not (_is_number(c.tis_cap) and 1.0 <= c.tis_cap < math.inf):
+                raise ValueError(f"tis_cap must be None or a finite number >= 1, got {c.tis_cap!r}")
+            if c.old_logp_source != "recompute":
+                raise ValueError(f"tis_cap={c.tis_cap!r} needs old_logp_source='recompute' (train.old_logp): "
+                                 f"with the rollout's log-probs as old_logp the weight pi_old / pi_rollout is 1")
         if not c.temperature > 0:
             raise ValueError(f"temperature={c.temperature!r} must be > 0 (greedy rollouts train at 1.0)")
         if not (isinstance(c.logprob_chunk, int) and c.logprob_chunk >= 1):
@@ -298,16 +334,29 @@ class LossConfig:
         return self
 
 
-def _check_shapes(logp, old_logp, advantages, mask, ref_logp, entropy) -> tuple[int, ...]:
+def _check_shapes(logp, old_logp, advantages, mask, ref_logp, entropy, rollout_logp) -> tuple[int, ...]:
     if jnp.ndim(logp) != 2:
         raise ValueError(f"logp must be [N, T], got shape {jnp.shape(logp)}")
     shape = jnp.shape(logp)
-    for name, x in (("old_logp", old_logp), ("mask", mask), ("ref_logp", ref_logp), ("entropy", entropy)):
+    for name, x in (("old_logp", old_logp), ("mask", mask), ("ref_logp", ref_logp), ("entropy", entropy),
+                    ("rollout_logp", rollout_logp)):
         if x is not None and jnp.shape(x) != shape:
             raise ValueError(f"{name} must have the shape of logp {shape}, got shape {jnp.shape(x)}")
     if jnp.shape(advantages) not in (shape[:1], shape):
         raise ValueError(f"advantages must be [N]={shape[:1]} or [N, T]={shape}, got shape {jnp.shape(advantages)}")
     return shape
+
+
+def _cov_shaped(cfg: LossConfig, surrogate, logp, old_logp, adv, w, clipped, rng):
+    """(per-token loss, selection) of Clip-Cov (the selected tokens' surrogate detached; clipped tokens are not
+    eligible) or KL-Cov (the selected tokens penalised by kl_cov_coef * |logp - old_logp|)."""
+    cov = token_covariance(logp, adv, w)
+    if cfg.cov_mode == "clip_cov":
+        selected = clip_cov_select(cov, w, ~clipped, ratio=cfg.clip_cov_ratio, cov_low=cfg.clip_cov_lb,
+                                   cov_high=cfg.clip_cov_ub, rng=rng)
+        return jnp.where(selected, jax.lax.stop_gradient(surrogate), surrogate), selected
+    selected = kl_cov_select(cov, w, ratio=cfg.kl_cov_ratio)
+    return surrogate + jnp.where(selected, cfg.kl_cov_coef * jnp.abs(logp - old_logp), 0.0), selected
 
 
 def policy_loss(
@@ -320,14 +369,17 @@ def policy_loss(
     ref_logp: jax.Array | None = None,
     entropy: jax.Array | None = None,
     rng: jax.Array | None = None,
+    rollout_logp: jax.Array | None = None,
     **settings,
 ) -> PolicyLoss:
     """The GRPO policy loss of one (micro-)batch, as ``PolicyLoss(loss_sum, denominator, metrics)``.
 
     Per valid token (i, t), with r = exp(logp - old_logp) and A the (broadcast) advantage:
 
-        l_it = s_it                                   clipped surrogate (``clipped_surrogate``; Clip-Higher when
-                                                      clip_high != clip_low, dual clip when dual_clip is set)
+        l_it = w_it s_it                              clipped surrogate (``clipped_surrogate``; Clip-Higher when
+                                                      clip_high != clip_low, dual clip when dual_clip is set);
+                                                      w = 1, or with tis_cap the truncated importance weight
+                                                      min(exp(old_logp - rollout_logp), tis_cap), detached
              + kl_coef * kX(logp, ref_logp)_it        KL to the reference (``kl_divergence``); skipped entirely
                                                       when kl_coef is a literal 0 or ref_logp is None
              - entropy_coef * H_it                    entropy bonus; H is the true token entropy from the logits
@@ -361,6 +413,8 @@ def policy_loss(
       config: the settings (``LossConfig``); ``**settings`` overrides fields of it by name (e.g.
         ``policy_loss(..., clip_high=0.28)``), a convenience for tests and one-off calls.
       ref_logp, entropy: optional [N, T].
+      rollout_logp: [N, T] the rollout engine's log-probs when old_logp is the trainer's recomputation; required
+        by tis_cap.
       rng: a jax PRNG key, required by ``cov_mode="clip_cov"``; with micro-batches give each its own key
         (e.g. ``jax.random.fold_in(step_key, micro_batch_index)``) so that they do not draw the same pattern.
     Returns:
@@ -369,9 +423,11 @@ def policy_loss(
     cfg = (dataclasses.replace(config, **settings) if settings else config).validate()
     if cfg.cov_mode == "clip_cov" and rng is None:
         raise ValueError("rng=None: cov_mode='clip_cov' draws its random subset from an explicit rng key")
+    if cfg.tis_cap is not None and rollout_logp is None:
+        raise ValueError("rollout_logp=None: tis_cap weights each token by min(exp(old_logp - rollout_logp), tis_cap)")
     clip_low, clip_high, dual_clip, agg, norm_constant = cfg.clip_low, cfg.clip_high, cfg.dual_clip, cfg.agg, \
         cfg.norm_constant
-    shape = _check_shapes(logp, old_logp, advantages, mask, ref_logp, entropy)
+    shape = _check_shapes(logp, old_logp, advantages, mask, ref_logp, entropy, rollout_logp)
 
     valid = mask != 0
     w = valid.astype(jnp.float32)
@@ -390,6 +446,10 @@ def policy_loss(
     surrogate = clipped_surrogate(
         logp, old_logp, adv, clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip
     )
+    tis = None
+    if cfg.tis_cap is not None:
+        tis = truncated_is_weights(old_logp, jax.lax.stop_gradient(clean(rollout_logp)), cfg.tis_cap)
+        surrogate = surrogate * tis
     sg = jax.lax.stop_gradient
     log_ratio = jnp.clip(sg(logp - old_logp), -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     ratio = jnp.exp(log_ratio)
@@ -401,20 +461,13 @@ def policy_loss(
         return MetricSum(jnp.sum(sg(x) * w), n_valid)
 
     metrics: dict[str, MetricSum] = {}
+    if tis is not None:
+        metrics["tis_weight_mean"] = token_metric(tis)
+        metrics["tis_capped_frac"] = token_metric((tis >= cfg.tis_cap).astype(jnp.float32))
     per_token = surrogate
     if cfg.cov_mode is not None:
-        cov = token_covariance(logp, adv, w)
-        if cfg.cov_mode == "clip_cov":
-            eligible = ~(low_clipped | high_clipped)
-            if dual_clipped is not None:
-                eligible &= ~dual_clipped
-            selected = clip_cov_select(
-                cov, w, eligible, ratio=cfg.clip_cov_ratio, cov_low=cfg.clip_cov_lb, cov_high=cfg.clip_cov_ub, rng=rng
-            )
-            per_token = jnp.where(selected, sg(surrogate), surrogate)
-        else:
-            selected = kl_cov_select(cov, w, ratio=cfg.kl_cov_ratio)
-            per_token = per_token + jnp.where(selected, cfg.kl_cov_coef * jnp.abs(logp - old_logp), 0.0)
+        clipped = low_clipped | high_clipped if dual_clipped is None else low_clipped | high_clipped | dual_clipped
+        per_token, selected = _cov_shaped(cfg, surrogate, logp, old_logp, adv, w, clipped, rng)
         metrics["cov_selected_frac"] = token_metric(selected.astype(jnp.float32))
 
     pg_sum, denominator = aggregate(sg(per_token), w, agg, norm_constant=norm_constant)

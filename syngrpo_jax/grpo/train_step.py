@@ -25,6 +25,7 @@ from syngrpo_jax.grpo.advantages import entropy_shaped_advantages
 from syngrpo_jax.grpo.batch import TrainBatch
 from syngrpo_jax.grpo.loss_types import MetricSum
 from syngrpo_jax.grpo.losses import LossConfig
+from syngrpo_jax.grpo.rollout_mismatch import rollout_mismatch
 from syngrpo_jax.grpo.sequence_logprobs import response_logprobs
 from syngrpo_jax.parallel import sharding as sharding_lib
 
@@ -33,6 +34,11 @@ def _micro_loss(graphdef, cfg: LossConfig, params, ref_params, mb: TrainBatch, r
     model = nnx.merge(graphdef, params)
     logp, ent = response_logprobs(model, mb.inputs, mb.response_ids, temperature=cfg.temperature,
                                   chunk=cfg.logprob_chunk)
+    # The trainer's log-probs at the parameters this update starts from (every micro-batch sees the same ones:
+    # gradients are applied once, after all of them). They are the "recomputed" old_logp at no extra forward,
+    # and what the rollout's log-probs (mb.old_logp) are compared with.
+    train_logp = jax.lax.stop_gradient(logp)
+    old_logp = train_logp if cfg.old_logp_source == "recompute" else mb.old_logp
     ref_logp = None
     if cfg.kl_coef > 0:
         ref_model = nnx.merge(graphdef, ref_params)
@@ -42,42 +48,45 @@ def _micro_loss(graphdef, cfg: LossConfig, params, ref_params, mb: TrainBatch, r
     if cfg.entropy_adv_alpha is not None:
         adv = entropy_shaped_advantages(adv, jax.lax.stop_gradient(ent), alpha=cfg.entropy_adv_alpha,
                                         kappa=cfg.entropy_adv_kappa)
-    result = losses.policy_loss(logp, mb.old_logp, adv, mb.response_mask, cfg, ref_logp=ref_logp,
-                                entropy=ent if cfg.entropy_coef else None, rng=rng)
+    result = losses.policy_loss(logp, old_logp, adv, mb.response_mask, cfg, ref_logp=ref_logp,
+                                entropy=ent if cfg.entropy_coef else None, rng=rng,
+                                rollout_logp=mb.old_logp if cfg.tis_cap is not None else None)
     w = mb.response_mask
     # The true token entropy is reported whatever the loss uses (it is the collapse signal Syn-GRPO tracks).
     metrics = dict(result.metrics)
     metrics["token_entropy"] = MetricSum(jnp.sum(jax.lax.stop_gradient(ent) * w), jnp.sum(w))
-    return result.loss_sum, (result.denominator, metrics)
+    return result.loss_sum, (result.denominator, metrics, train_logp)
 
 
 def grad_and_metrics(graphdef, cfg: LossConfig, params, ref_params, batch: TrainBatch, rng):
-    """Exactly accumulated gradient of the full-batch loss over M micro-batches, and summed metrics."""
+    """Exactly accumulated gradient of the full-batch loss over M micro-batches, summed metrics, and the
+    trainer's log-probs of the response tokens [M, Nm, T] (detached, at `params`)."""
     grad_fn = jax.grad(_micro_loss, argnums=2, has_aux=True)
 
     def body(carry, xs):
         grads, denom, metrics = carry
         mb, m = xs
-        g, (d, mt) = grad_fn(graphdef, cfg, params, ref_params, mb, jax.random.fold_in(rng, m))
-        return (jax.tree.map(jnp.add, grads, g), denom + d, jax.tree.map(jnp.add, metrics, mt)), None
+        g, (d, mt, logp) = grad_fn(graphdef, cfg, params, ref_params, mb, jax.random.fold_in(rng, m))
+        return (jax.tree.map(jnp.add, grads, g), denom + d, jax.tree.map(jnp.add, metrics, mt)), logp
 
     zeros = jax.tree.map(jnp.zeros_like, params)
     first = jax.tree.map(lambda x: x[0], batch)
     metric_shapes = jax.eval_shape(lambda: _micro_loss(graphdef, cfg, params, ref_params, first, rng)[1][1])
     zero_metrics = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
     m = batch.response_ids.shape[0]
-    (grads, denom, metrics), _ = jax.lax.scan(body, (zeros, jnp.float32(0), zero_metrics),
-                                              (batch, jnp.arange(m)))
+    (grads, denom, metrics), logp = jax.lax.scan(body, (zeros, jnp.float32(0), zero_metrics),
+                                                 (batch, jnp.arange(m)))
     grads = jax.tree.map(lambda g: g / jnp.maximum(denom, 1e-12), grads)
-    return grads, denom, metrics
+    return grads, denom, metrics, logp
 
 
 def _train_step(graphdef, cfg: LossConfig, tx: optax.GradientTransformation, params, opt_state, ref_params,
                 batch: TrainBatch, rng):
-    grads, _, metrics = grad_and_metrics(graphdef, cfg, params, ref_params, batch, rng)
+    grads, _, metrics, train_logp = grad_and_metrics(graphdef, cfg, params, ref_params, batch, rng)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     out = {k: v.value for k, v in metrics.items()}
+    out.update(rollout_mismatch(train_logp, batch.old_logp, batch.response_mask))
     w = batch.response_mask
     lengths = jnp.sum(w, axis=-1)
     out.update(
@@ -119,7 +128,8 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, cfg: LossConfig,
 
 
 def make_logprob_fn(graphdef, cfg: LossConfig) -> Callable:
-    """Jitted `f(params, batch) -> logp [M, Nm, T]`: teacher-forced log-probs (recomputing old_logp, checks)."""
+    """Jitted `f(params, batch) -> logp [M, Nm, T]`: teacher-forced log-probs (checks, evaluation; the train step
+    gets the same from its own forward)."""
 
     def fn(params, batch: TrainBatch):
         model = nnx.merge(graphdef, params)

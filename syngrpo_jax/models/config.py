@@ -92,6 +92,13 @@ class Qwen25VLConfig:
     def __post_init__(self):
         _validate(self)
 
+    @property
+    def vision_token_ids(self) -> tuple[int, ...]:
+        """Placeholder and delimiter tokens of images and videos: a response never contains them, so every
+        rollout engine bans them and the trainer's policy distribution excludes them (renormalised over the
+        rest), which keeps the sampler's and the trainer's log-probs the same quantity."""
+        return self.image_token_id, self.video_token_id, self.vision_start_token_id, self.vision_end_token_id
+
     @classmethod
     def from_hf_dict(cls, d: dict[str, Any]) -> "Qwen25VLConfig":
         return _from_hf_dict(d)

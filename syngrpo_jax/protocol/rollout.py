@@ -35,11 +35,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import msgpack
 
 from syngrpo_jax.protocol.synthesis import ProtocolError, pack, unpack_header
+from syngrpo_jax.service_process import pid_alive
 
 __all__ = ["ProtocolError", "pack", "unpack_header"]
 
@@ -49,6 +52,10 @@ PARENT_PID_ENV = "SYNGRPO_ROLLOUT_PARENT_PID"  # set by a launcher whose death s
 OPS = ("ping", "stats", "generate", "process_images", "weights_bucket", "weights_commit", "weights_file",
        "shutdown")
 DTYPES = {"float32": 4, "bfloat16": 2, "float16": 2}
+# Weight files in the worker's staging directory (/dev/shm: memory) are named STAGING_PREFIX<pid of the writer>-*,
+# written by the trainer (weights_file) or the worker (socket buckets) and removed by their writer. One killed
+# mid-push (SIGKILL) cannot remove its file: the next worker or trainer to start removes files of dead writers.
+STAGING_PREFIX = "syngrpo-weights-"
 FINISH_REASONS = ("stop", "length")
 SAMPLING_FIELDS = ("n", "temperature", "top_p", "top_k", "max_tokens", "stop_token_ids", "seed")
 
@@ -266,6 +273,27 @@ def validate_weights_file(header: dict, limits: Limits) -> tuple[int, str, list[
 
 # ---------------------------------------------------------------------------------------------------------
 # building and reading messages (both sides)
+
+
+def staging_prefix(pid: int | None = None) -> str:
+    """The name prefix of the staging files this process (or `pid`) writes."""
+    return f"{STAGING_PREFIX}{os.getpid() if pid is None else int(pid)}-"
+
+
+def remove_stale_staging(directory: str | os.PathLike) -> list[str]:
+    """Removes staging files in `directory` whose writer process is gone (a push killed midway); returns them.
+    Files of running processes, of other users, or without a pid in their name are left alone."""
+    removed = []
+    for path in Path(directory).glob(f"{STAGING_PREFIX}*"):
+        pid = path.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or pid_alive(int(pid)) or path.stat().st_uid != os.getuid():
+                continue
+            path.unlink()
+            removed.append(str(path))
+        except OSError:
+            continue  # removed meanwhile
+    return removed
 
 
 def request_header(op: str, request_id: str, **fields: Any) -> dict[str, Any]:

@@ -60,6 +60,11 @@ class Response:
     weight_version: int
 
 
+class EngineError(RuntimeError):
+    """The engine cannot sample any more (e.g. its worker process died and was restarted as often as allowed);
+    the message names the process. The trainer saves what it trained and stops."""
+
+
 class RolloutEngine(abc.ABC):
     """Generates responses for prompts with the current policy weights."""
 

@@ -34,23 +34,25 @@ class JaxSampler(RolloutEngine):
 
     suppress_token_ids: never sampled (default: the vision placeholders, which a response must not contain).
     prompt_multiple / patch_multiple: the bucket sizes for prompt length and per-image patch count.
+    copy_weights: keep a copy of the pushed parameters rather than sampling from the trainer's own buffers, which
+      the update donates; needed when sampling overlaps the update (rollout.overlap), at one model's memory.
     """
 
     def __init__(self, model: Qwen25VL, tokenizer=None, *, pad_token_id: int | None = None,
                  suppress_token_ids: Sequence[int] | None = None, prompt_multiple: int = 64,
-                 patch_multiple: int = 64):
+                 patch_multiple: int = 64, copy_weights: bool = False):
         self.config = model.config
         self.graphdef, self.state = nnx.split(model)
         self.tokenizer = tokenizer
         cfg = model.config
         self.pad_token_id = pad_token_id if pad_token_id is not None else (cfg.pad_token_id or 0)
         if suppress_token_ids is None:
-            suppress_token_ids = (cfg.image_token_id, cfg.video_token_id, cfg.vision_start_token_id,
-                                  cfg.vision_end_token_id)
+            suppress_token_ids = cfg.vision_token_ids
         suppress = np.zeros(cfg.text.vocab_size, bool)
         suppress[list(suppress_token_ids)] = True
         self.suppress = jnp.asarray(suppress)
         self.prompt_multiple, self.patch_multiple = prompt_multiple, patch_multiple
+        self.copy_weights = copy_weights
         self._version = 0
         self._compiled: set[tuple] = set()
 
@@ -64,7 +66,7 @@ class JaxSampler(RolloutEngine):
 
     def update_weights(self, params, version: int) -> None:
         """params: the model's parameters, an nnx.State or its pure dict (the trainer's current ones; no copy)."""
-        self.state = params
+        self.state = jax.tree.map(jnp.copy, params) if self.copy_weights else params
         self._version = int(version)
 
     def generate(self, requests: Sequence[RolloutRequest], params: SamplingParams) -> list[list[Response]]:
@@ -143,7 +145,7 @@ def _decode(graphdef, state, logits, cache, key_valid, next_pos, rng, temperatur
         rng, key = jax.random.split(rng)
         tok = sampling.sample_tokens(key, logits, greedy=greedy, temperature=temperature, top_k=top_k,
                                      top_p=top_p if use_top_p else None, suppress=suppress)
-        lp = sampling.token_logprob(logits, tok, temperature)
+        lp = sampling.token_logprob(logits, tok, temperature, suppress)
         tok = jnp.where(done, pad_id, tok)
         tokens = tokens.at[:, step].set(tok)
         logps = logps.at[:, step].set(jnp.where(done, 0.0, lp))
@@ -162,4 +164,6 @@ def _decode(graphdef, state, logits, cache, key_valid, next_pos, rng, temperatur
 
 def from_context(context) -> JaxSampler:
     """The registry's factory (rollout.engine="jax"): a sampler on the policy model itself."""
-    return JaxSampler(context.model, context.tokenizer, prompt_multiple=context.config.rollout.prompt_multiple)
+    r = context.config.rollout
+    return JaxSampler(context.model, context.tokenizer, prompt_multiple=r.prompt_multiple,
+                      copy_weights=bool(r.get("overlap", False)))

@@ -46,8 +46,12 @@ def sample_tokens(key, logits, *, greedy: bool, temperature=1.0, top_k: int = 0,
     return jax.random.categorical(key, x, axis=-1).astype(jnp.int32)
 
 
-def token_logprob(logits, tokens, temperature):
-    """log softmax(logits / temperature)[token] in float32: the policy log-prob GRPO's ratio uses (no
-    truncation applied: the train step's teacher-forced log-probs are computed the same way)."""
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, axis=-1)
+def token_logprob(logits, tokens, temperature, suppress=None):
+    """log softmax(logits / temperature)[token] in float32 over the tokens not suppressed (renormalised): the
+    policy log-prob GRPO's ratio uses. No top-k/top-p truncation: the train step's teacher-forced log-probs
+    (grpo/sequence_logprobs.py) are of this same distribution."""
+    x = logits.astype(jnp.float32) / temperature  # temperature may be traced (no recompile when it changes)
+    if suppress is not None:
+        x = jnp.where(suppress, _NEG, x)
+    logp = jax.nn.log_softmax(x, axis=-1)
     return jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]

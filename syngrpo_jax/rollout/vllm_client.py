@@ -16,12 +16,13 @@ import zmq
 
 from syngrpo_jax.protocol import curve_keys
 from syngrpo_jax.protocol import rollout as proto
+from syngrpo_jax.rollout.base import EngineError
 from syngrpo_jax.service_process import REPO_ROOT, ServiceProcess, start_service
 
 DEFAULT_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 
 
-class WorkerError(RuntimeError):
+class WorkerError(EngineError):
     """The worker died, could not start, or did not answer in time."""
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from syngrpo_jax.models.hf_checkpoint import iter_hf_tensors
+from syngrpo_jax.protocol import rollout as proto
 from syngrpo_jax.processing.image import num_image_tokens, pixels_to_image
 from syngrpo_jax.rollout import weight_push
 from syngrpo_jax.rollout.base import Response, RolloutEngine, RolloutRequest, SamplingParams
@@ -95,6 +96,8 @@ class VllmEngine(RolloutEngine):
         self.last_sync: dict = {}
         self.client = connect()
         self._info = self.client.call("ping", timeout_s=30.0)[0]
+        if self._same_host():  # a worker that has run a while: files of trainers killed mid-push
+            proto.remove_stale_staging(self._info["staging_dir"])
 
     @property
     def weight_version(self) -> int:
@@ -191,7 +194,7 @@ class VllmEngine(RolloutEngine):
 
     def _push_file(self, tensors, version: int) -> tuple[int, float]:
         directory = self._info["staging_dir"]
-        path = os.path.join(directory, f"syngrpo-weights-{uuid.uuid4().hex}.bin")
+        path = os.path.join(directory, f"{proto.staging_prefix()}{uuid.uuid4().hex}.bin")
         try:
             table, nbytes = weight_push.write_file(path, tensors)
             reply, _ = self.client.call("weights_file", timeout_s=self.request_timeout_s, version=version,

@@ -7,12 +7,11 @@ import os
 from syngrpo_jax import eval_data, methods
 from syngrpo_jax.data.adaptive import AdaptiveSettings
 from syngrpo_jax.data.difficulty import DifficultyController
-from syngrpo_jax.grpo.losses import LossConfig
+from syngrpo_jax.grpo.losses import OLD_LOGP_SOURCES, LossConfig
 from syngrpo_jax.grpo.optimizer import make_optimizer
 from syngrpo_jax.rollout import registry
 from syngrpo_jax.synthesis.session import MODES as SYNTHESIS_MODES, ON_SERVER_LOST
 
-OLD_LOGP_SOURCES = ("rollout", "recompute")
 DESCRIPTION_SOURCES = ("policy", "random", "file")
 
 
@@ -34,6 +33,9 @@ def _field_checks(config, method) -> list[tuple[str, object, bool, str]]:
         ("train.old_logp", t.old_logp, t.old_logp in OLD_LOGP_SOURCES, f"choose one of {OLD_LOGP_SOURCES}"),
         ("train.log_every", t.log_every, isinstance(t.log_every, int) and t.log_every >= 0, "must be an int >= 0"),
         ("rollout.max_tokens", r.max_tokens, r.max_tokens >= 1, "must be >= 1"),
+        ("rollout.max_staleness", r.max_staleness,
+         isinstance(r.max_staleness, int) and r.max_staleness >= (1 if r.overlap else 0),
+         "must be an int >= 1 with rollout.overlap (its batches are one update old), >= 0 without"),
         ("synthesis.mode", s.mode, s.mode in SYNTHESIS_MODES, f"choose one of {SYNTHESIS_MODES}"),
         ("synthesis.on_server_lost", s.on_server_lost, s.on_server_lost in ON_SERVER_LOST,
          f"choose one of {ON_SERVER_LOST}"),

@@ -42,7 +42,7 @@ class Learner:
         self.opt_state = jax.jit(self.tx.init, out_shardings=self.opt_shardings)(self.params)
         self.ref = None
         self.loss = LossConfig.from_config(config)
-        self._step_fn = self._logprob_fn = None
+        self._step_fn = None
 
     # ------------------------------------------------------------------ state
 
@@ -70,14 +70,14 @@ class Learner:
             batch_size=c.sft.batch_size if rl else c.train.batch_size,
             learning_rate=c.sft.learning_rate if rl else c.optim.learning_rate, warmup_steps=c.sft.warmup_steps,
             seed=c.seed, writer=writer)
+        if self.param_shardings is not None:  # the SFT step leaves the layout to XLA; the train step fixes it
+            self.params = jax.device_put(self.params, self.param_shardings)
 
     # ------------------------------------------------------------------ the update
 
     def _compile(self) -> None:
         self._step_fn = ts.make_train_step(self.graphdef, self.tx, self.loss, mesh=self.mesh,
                                            param_shardings=self.param_shardings, opt_shardings=self.opt_shardings)
-        if self.config.train.old_logp == "recompute":
-            self._logprob_fn = ts.make_logprob_fn(self.graphdef, self.loss)
 
     def update(self, result: RolloutResult, advantages, step: int, *, pad_id: int) -> dict:
         """One GRPO step on the rollout's responses; returns the step's metrics as host scalars."""
@@ -93,8 +93,6 @@ class Learner:
                                   max_response_len=c.rollout.max_tokens)
         if self.mesh is not None:
             batch = jax.device_put(batch, ts.batch_shardings(batch, self.mesh))
-        if self._logprob_fn is not None:
-            batch = batch._replace(old_logp=self._logprob_fn(self.params, batch))
         key = jax.random.key(step_seed(c.seed, step, SALT_UPDATE) % 2**31)
         self.params, self.opt_state, metrics = self._step_fn(self.params, self.opt_state, self.ref, batch, key)
         return jax.device_get(metrics)

@@ -61,7 +61,14 @@ def rollout(engine: RolloutEngine, samples: Sequence[Sample], sampling: Sampling
                                 max_pixels=config.data.max_pixels) for s in samples]
     params = dataclasses.replace(sampling, seed=step_seed(config.seed, step, SALT_ROLLOUT))
     responses = engine.generate([p.request for p in prepared], params)
-    return RolloutResult(prepared, responses, dict(engine.step_metrics()))
+    return RolloutResult(prepared, responses, {**engine.step_metrics(), **version_metrics(responses, step)})
+
+
+def version_metrics(responses: Sequence[Sequence[Response]], step: int) -> dict[str, float]:
+    """The weight version the batch was sampled with (the oldest of its responses) and its staleness: updates
+    between those weights and the step's (0 when rollouts do not overlap updates)."""
+    version = min(r.weight_version for group in responses for r in group)
+    return {"rollout/weight_version": float(version), "rollout/staleness": float(step - version)}
 
 
 def score(result: RolloutResult, config, host, step: int) -> Scored:

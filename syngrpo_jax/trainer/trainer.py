@@ -11,6 +11,7 @@ checkpoint; SIGINT/SIGTERM finish the current step, save a checkpoint and stop.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 
@@ -26,7 +27,7 @@ from syngrpo_jax.metrics import MetricsWriter
 from syngrpo_jax.parallel.mesh import make_mesh
 from syngrpo_jax.policy import load_policy, save_architecture, task_corpus
 from syngrpo_jax.rollout import registry
-from syngrpo_jax.rollout.base import SamplingParams
+from syngrpo_jax.rollout.base import EngineError, SamplingParams
 from syngrpo_jax.run_dir import RunDir
 from syngrpo_jax.synthesis.session import SynthesisServerLost
 from syngrpo_jax.trainer import phases, summary as summary_lib
@@ -34,6 +35,7 @@ from syngrpo_jax.trainer.checks import total_steps, validate
 from syngrpo_jax.trainer.chrono import Chrono
 from syngrpo_jax.trainer.host_state import HostState
 from syngrpo_jax.trainer.learner import Learner
+from syngrpo_jax.trainer.overlap import RolloutAhead
 
 log = logging.getLogger("syngrpo_jax.train")
 
@@ -83,6 +85,10 @@ class Trainer:
                                use_ref=self.method.rl and config.loss.kl_coef > 0)
         self.host = HostState.build(config, samples, self.run_dir)
         self.checkpointer = Checkpointer(self.run_dir.checkpoints, max_to_keep=config.train.keep_checkpoints)
+        self.ahead = RolloutAhead() if config.rollout.overlap else None
+        self._resumed_ahead = None  # {"step", "sample_ids"}: the batch a checkpoint says was drawn ahead
+        self._step_start = (-1, None)  # (step, host state when it began): saved if the engine fails in it
+        self._updated = -1  # the last step whose update was applied
         self.start_step = self._restore_or_warm_start(samples)
         self.engine = registry.make_engine(config.rollout.engine, registry.EngineContext(
             model=self.policy.model, tokenizer=self.tokenizer, model_dir=self.policy.model_dir, config=config,
@@ -103,6 +109,7 @@ class Trainer:
         if self.checkpointer.latest_step() is not None:
             host_state = self.learner.restore(self.checkpointer)
             self.host.load_state_dict(host_state)
+            self._resumed_ahead = host_state.get("ahead")
             log.info("resumed from step %d in %s", host_state["step"], self.checkpointer.directory)
             return int(host_state["step"])
         rl = self.method.rl
@@ -119,29 +126,55 @@ class Trainer:
         """One RL step (0-based); returns its metrics. The phases are in `phases`."""
         c, host, chrono = self.config, self.host, self.chrono
         chrono.start_step()
+        self._step_start = (step, self._host_state())
         with chrono("synthesis"):
             host.receive(step)
         with chrono("rollout"):
-            host.refresh(step)  # adaptive difficulty: fresh samples join the pool before the draw
-            result = phases.rollout(self.engine, host.pool.next_batch(c.train.batch_size), self.sampling,
-                                    tokenizer=self.tokenizer, config=c, step=step)
+            result = (self.ahead.take(step) if self.ahead is not None else None) or self._rollout(
+                step, self._batch(step))
+        if result.metrics["rollout/staleness"] > c.rollout.max_staleness:
+            raise RuntimeError(f"step {step} was sampled with weights {result.metrics['rollout/staleness']:.0f} "
+                               f"updates old (rollout.max_staleness={c.rollout.max_staleness})")
         with chrono("rewards"):
             scored = phases.score(result, c, host, step)
         phases.synthesize(host, result, scored, c, step, chrono)
         with chrono("update"):
+            if self.ahead is not None and step + 1 < self.steps:  # step + 1's batch, sampled meanwhile
+                self.ahead.start(step + 1, self._batch(step + 1), functools.partial(self._rollout, step + 1))
             update = self.learner.update(result, scored.advantages, step, pad_id=self.tokenizer.pad_id)
+            self._updated = step
         with chrono("weight_sync"):
+            if self.ahead is not None:
+                self.ahead.wait()
             phases.push_weights(self.engine, self.learner.params, step + 1)
         return phases.step_metrics(result, scored, update, host, lr=float(self.learner.lr_at(step)),
                                    use_diversity=c.reward.diversity, times=chrono.metrics())
 
+    def _batch(self, step: int):
+        """The step's samples: the pool's next batch, or (resuming with overlap) the one drawn ahead before."""
+        resumed, self._resumed_ahead = self._resumed_ahead, None
+        if resumed is not None and resumed["step"] == step:
+            return [self.host.pool.current(sample_id) for sample_id in resumed["sample_ids"]]
+        self.host.refresh(step)  # adaptive difficulty: this step's fresh samples join the pool before the draw
+        return self.host.pool.next_batch(self.config.train.batch_size)
+
+    def _rollout(self, step: int, samples) -> phases.RolloutResult:
+        return phases.rollout(self.engine, samples, self.sampling, tokenizer=self.tokenizer, config=self.config,
+                              step=step)
+
     # ------------------------------------------------------------------ bookkeeping
 
-    def checkpoint(self, step: int) -> None:
-        """Save (asynchronously) the arrays and the host state at `step`, then apply image retention."""
+    def _host_state(self) -> dict:
+        """What a checkpoint holds besides the arrays: the host state, and the batch drawn ahead (overlap)."""
+        ahead = self.ahead.pending_ids() if self.ahead is not None else None
+        return {**self.host.state_dict(), **({"ahead": ahead} if ahead else {})}
+
+    def checkpoint(self, step: int, host_state: dict | None = None) -> None:
+        """Save (asynchronously) the arrays and the host state (default: the current one) at `step`, then apply
+        image retention."""
         self.learner.save(self.checkpointer, step, {
             "step": step, "rng": {"seed": self.config.seed, "step": step}, "method": self.config.method,
-            **self.host.state_dict()})
+            **(host_state or self._host_state())})
         pool = self.host.pool
         if pool.keep_versions:
             deleted = pool.prune_versions(keep_ids=pool.tracked_ids(self.config.train.track_samples),
@@ -177,6 +210,19 @@ class Trainer:
         if self.evaluator is not None and (done == self.steps or (t.eval_every and done % t.eval_every == 0)):
             summary["eval_after"] = self.evaluate(done, writer)
 
+    def _save_after_engine_failure(self, step: int, error: EngineError) -> None:
+        """The engine failed for good during `step`: keep what was trained. After the step's update (only the
+        weight push failed) the state is step + 1's; before it, the parameters are step's and the host state is
+        the one the step began with (synthesis results it had received are dropped)."""
+        if self._updated == step:
+            done, host_state = step + 1, None
+        else:
+            done, host_state = step, self._step_start[1]
+        if done not in self.checkpointer.all_steps():
+            self.checkpoint(done, host_state)
+        log.error("stopping: the rollout engine failed during step %d; checkpoint %d holds the training so far "
+                  "(rerun the same command to resume). %s", step + 1, done, str(error).splitlines()[0])
+
     # ------------------------------------------------------------------ the run
 
     def run(self) -> dict:
@@ -202,6 +248,9 @@ class Trainer:
                     if step not in self.checkpointer.all_steps():
                         self.checkpoint(step)
                     raise
+                except EngineError as e:
+                    self._save_after_engine_failure(step, e)
+                    raise
                 self._after_step(step + 1, metrics, writer, summary, stop)
                 if stop.stop:
                     break
@@ -217,16 +266,22 @@ class Trainer:
         """An SFT-only method: its steps ran in the warm start; checkpoint, evaluate, plot."""
         try:
             self.checkpoint(self.steps)
+            if self.evaluator is not None:
+                summary["eval_after"] = self.evaluate(self.steps)
         finally:
             self.close()
-        if self.evaluator is not None:
-            summary["eval_after"] = self.evaluate(self.steps)
         summary["plots"] = plots.plot_all([self.run_dir.root])
         return summary
 
     def close(self) -> None:
-        """Stop the synthesis session and wait for pending checkpoint saves (idempotent)."""
+        """Stop the synthesis session and the rollout engine's worker, if it has one, and wait for pending
+        checkpoint saves (idempotent)."""
         self.host.close()
+        if getattr(self, "ahead", None) is not None:
+            self.ahead.close()
+        close_engine = getattr(getattr(self, "engine", None), "close", None)
+        if close_engine is not None:
+            close_engine()
         if self.checkpointer is not None:
             self.checkpointer.close()
             self.checkpointer = None

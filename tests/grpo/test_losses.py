@@ -158,6 +158,43 @@ def test_kl_to_reference_matches_formula(estimator, straight_through, agg):
     np.testing.assert_allclose(kl_metric, kv[m].mean(), rtol=1e-10)
 
 
+@pytest.mark.parametrize("agg,norm_constant", [("token-mean", None), ("seq-mean-token-sum", 16.0)])
+def test_truncated_importance_sampling_matches_formula(agg, norm_constant):
+    """With tis_cap the surrogate of token (i, t) is weighted by w = min(exp(old - rollout), cap), a constant:
+    loss = sum c_it (w_it s_it + kl_coef k3_it), gradient c_it (w_it ds_it + kl_coef dk3_it); KL is not weighted."""
+    b = make_batch(21)
+    rng = np.random.default_rng(22)
+    rollout = b["old"] + rng.normal(scale=0.6, size=b["old"].shape)  # engine log-probs, some far off
+    cap = 1.5
+    kw = dict(agg=agg, norm_constant=norm_constant, kl_coef=0.2, tis_cap=cap, old_logp_source="recompute")
+    with jax.enable_x64(True):
+        def f(lp):
+            out = losses.policy_loss(lp, jnp.asarray(b["old"]), jnp.asarray(b["adv"]), jnp.asarray(b["mask"]),
+                                     ref_logp=jnp.asarray(b["ref"]), rollout_logp=jnp.asarray(rollout), **kw)
+            return out.loss, out
+
+        (loss, out), g_lp = jax.value_and_grad(f, has_aux=True)(jnp.asarray(b["lp"]))
+        tis_mean, tis_frac = float(out.metrics["tis_weight_mean"].value), float(out.metrics["tis_capped_frac"].value)
+    w = np.minimum(np.exp(b["old"] - rollout), cap)
+    adv = np.broadcast_to(b["adv"][:, None], b["lp"].shape)
+    s_val, s_grad = np_surrogate(b["lp"], b["old"], adv, 0.2, 0.2, None)
+    k_val, k_grad = np_kl(b["lp"], b["ref"], "k3", False)
+    c = np_agg_coeffs(b["mask"], agg, norm_constant)
+    np.testing.assert_allclose(float(loss), np.sum(c * (w * s_val + 0.2 * k_val)), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(g_lp), c * (w * s_grad + 0.2 * k_grad), rtol=1e-10, atol=1e-14)
+    m = b["mask"] != 0
+    assert 0 < (w[m] == cap).mean() < 1  # the cap binds on some tokens, not all
+    np.testing.assert_allclose(tis_mean, w[m].mean(), rtol=1e-10)
+    np.testing.assert_allclose(tis_frac, (w[m] >= cap).mean(), rtol=1e-6)  # a float32 count
+    # Equal log-probs: every weight is 1 and the loss is the plain one.
+    plain = losses.policy_loss(jnp.asarray(b["lp"]), jnp.asarray(b["old"]), jnp.asarray(b["adv"]),
+                               jnp.asarray(b["mask"]), agg=agg, norm_constant=norm_constant)
+    same = losses.policy_loss(jnp.asarray(b["lp"]), jnp.asarray(b["old"]), jnp.asarray(b["adv"]),
+                              jnp.asarray(b["mask"]), agg=agg, norm_constant=norm_constant, tis_cap=cap,
+                              old_logp_source="recompute", rollout_logp=jnp.asarray(b["old"]))
+    assert float(same.loss) == float(plain.loss)
+
+
 def test_kl_estimators_standalone():
     rng = np.random.default_rng(3)
     lp, ref = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
@@ -528,6 +565,14 @@ GOOD = dict(lp=np.zeros((2, 3)), old=np.zeros((2, 3)), adv=np.zeros(2), mask=np.
         (dict(adv=np.zeros(3)), {}, r"advantages must be \[N\]=\(2,\) or \[N, T\]=\(2, 3\), got shape \(3,\)"),
         ({}, dict(ref_logp=np.zeros((2, 2)), kl_coef=0.1), r"ref_logp must have the shape of logp"),
         ({}, dict(entropy=np.zeros((1, 3))), r"entropy must have the shape of logp"),
+        ({}, dict(tis_cap=2.0, old_logp_source="recompute"), r"rollout_logp=None: tis_cap"),
+        ({}, dict(tis_cap=2.0, rollout_logp=np.zeros((2, 3))),
+         r"tis_cap=2.0 needs old_logp_source='recompute' \(train.old_logp\)"),
+        ({}, dict(tis_cap=0.5, old_logp_source="recompute", rollout_logp=np.zeros((2, 3))),
+         r"tis_cap must be None or a finite number >= 1, got 0.5"),
+        ({}, dict(old_logp_source="sampler"), r"old_logp_source='sampler' \(train.old_logp\): choose one of"),
+        ({}, dict(tis_cap=2.0, old_logp_source="recompute", rollout_logp=np.zeros((2, 2))),
+         r"rollout_logp must have the shape of logp"),
     ],
 )
 def test_bad_configurations_raise(override, kwargs, match):
@@ -572,6 +617,28 @@ def test_token_entropy_and_logprobs_match_formula(temperature):
     np.testing.assert_allclose(np.asarray(lp), want_lp, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(both[0]), np.asarray(lp))
     np.testing.assert_array_equal(np.asarray(both[1]), np.asarray(h))
+
+
+def test_excluded_tokens_leave_the_distribution():
+    """exclude: p_v = exp(x_v) / sum_{u not excluded} exp(x_u) for allowed v; log-prob, entropy and gradient are
+    those of the renormalised distribution, and the excluded logits get no gradient."""
+    rng = np.random.default_rng(14)
+    logits = rng.normal(scale=2.0, size=(3, 9))
+    exclude = np.zeros(9, bool)
+    exclude[[2, 5]] = True
+    targets = np.asarray([0, 4, 8])
+    allowed = logits[:, ~exclude] / 0.8
+    logq = allowed - np.log(np.exp(allowed).sum(-1, keepdims=True))
+    want_lp = logq[np.arange(3), [0, 3, 6]]  # the targets' columns among the 7 allowed
+    want_h = -(np.exp(logq) * logq).sum(-1)
+    x = jnp.asarray(logits, jnp.float32)
+    lp, h = ent_lib.token_logprobs_and_entropy(x, jnp.asarray(targets), temperature=0.8, exclude=jnp.asarray(exclude))
+    np.testing.assert_allclose(np.asarray(lp), want_lp, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(h), want_h, rtol=1e-5, atol=1e-6)
+    with jax.enable_x64(True):
+        grad = np.asarray(jax.grad(lambda z: ent_lib.token_entropy(z, exclude=jnp.asarray(exclude)).sum())(
+            jnp.asarray(logits)))
+    assert np.all(np.isfinite(grad)) and np.all(grad[:, exclude] == 0)
 
 
 def test_token_entropy_gradient_matches_formula():

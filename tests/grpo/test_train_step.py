@@ -47,8 +47,8 @@ def test_four_micro_batches_equal_one_full_batch(setup):
     graphdef, params = setup[:2]
     cfg = ts.LossConfig(clip_low=0.2, clip_high=0.28, logprob_chunk=4)
     grads = jax.jit(lambda p, b: ts.grad_and_metrics(graphdef, cfg, p, None, b, jax.random.key(0)))
-    g1, d1, m1 = grads(params, _batch(setup, 1))
-    g4, d4, m4 = grads(params, _batch(setup, 4))
+    g1, d1, m1, _ = grads(params, _batch(setup, 1))
+    g4, d4, m4, _ = grads(params, _batch(setup, 4))
     assert float(d1) == float(d4) > 0
     for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g4)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)

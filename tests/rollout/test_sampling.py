@@ -51,9 +51,14 @@ def test_sampling_follows_the_filtered_distribution():
     np.testing.assert_allclose(freq, [0.625, 0.375, 0, 0], atol=0.015)
 
 
-def test_greedy_respects_suppression_and_logprob_is_full_distribution():
+def test_greedy_respects_suppression_and_logprob_is_over_the_allowed_tokens():
+    """The log-prob is of the distribution sampled from: suppressed tokens removed, the rest renormalised (what
+    vLLM reports with its -100 logit bias, and what the trainer's teacher-forced log-probs compute)."""
     logits = jnp.asarray([[1.0, 5.0, 2.0]])
-    tok = sampling.sample_tokens(None, logits, greedy=True, suppress=jnp.asarray([False, True, False]))
+    suppress = jnp.asarray([False, True, False])
+    tok = sampling.sample_tokens(None, logits, greedy=True, suppress=suppress)
     assert int(tok[0]) == 2
-    lp = sampling.token_logprob(logits, tok, 1.0)
-    np.testing.assert_allclose(float(lp[0]), 2.0 - np.log(np.exp([1.0, 5.0, 2.0]).sum()), rtol=1e-6)
+    lp = sampling.token_logprob(logits, tok, 1.0, suppress)
+    np.testing.assert_allclose(float(lp[0]), 2.0 - np.log(np.exp([1.0, 2.0]).sum()), rtol=1e-6)
+    full = sampling.token_logprob(logits / 0.5, tok, 2.0)  # nothing suppressed: the whole vocabulary
+    np.testing.assert_allclose(float(full[0]), 2.0 - np.log(np.exp([1.0, 5.0, 2.0]).sum()), rtol=1e-6)

@@ -14,6 +14,8 @@ from flax import nnx
 from syngrpo_jax.data.sources import load_samples
 from syngrpo_jax.grpo import train_step as ts
 from syngrpo_jax.grpo.batch import build_train_batch
+from syngrpo_jax.metrics import MetricsWriter
+from syngrpo_jax.parallel.mesh import make_mesh
 from syngrpo_jax.policy import load_policy, task_corpus
 from syngrpo_jax.rewards.group_rewards import GroupRewards
 from syngrpo_jax.rollout.base import Response, RolloutEngine, SamplingParams
@@ -113,11 +115,12 @@ def test_rollout_draws_through_the_pool_and_seeds_by_step(setup):
     host = fresh_host(setup)
     engine = fake_engine(setup, [[[0, 0, 10, 10], [0, 0, 20, 20]]])
     batch = host.pool.next_batch(setup["config"].train.batch_size)
+    engine.update_weights(None, 3)  # weights of step 3 sample step 5's batch: two updates stale
     result = phases.rollout(engine, batch, sampling(setup), tokenizer=setup["policy"].tokenizer,
                             config=setup["config"], step=5)
     assert [p.sample.sample_id for p in result.prepared] == [s.sample_id for s in batch]
     assert len(result.responses) == len(batch) and all(len(g) == 2 for g in result.responses)
-    assert result.metrics == {"rollout/fake": 1.0}
+    assert result.metrics == {"rollout/fake": 1.0, "rollout/weight_version": 3.0, "rollout/staleness": 2.0}
     n, params = engine.calls[0]
     assert n == len(batch) and params.seed == phases.step_seed(setup["config"].seed, 5, phases.SALT_ROLLOUT)
     phases.rollout(engine, batch, sampling(setup), tokenizer=setup["policy"].tokenizer, config=setup["config"],
@@ -238,6 +241,22 @@ def test_host_state_round_trip(setup, tmp_path):
     assert other.receive(0) == 0 and other.metrics() == {"pool/synthesized_samples": 0}
     config = tiny_config("method=grpo_offline_generation")
     assert HostState.build(config, setup["samples"], setup["run"]).fixed_descriptions  # the file is read once
+
+
+def test_warm_start_leaves_the_parameters_in_the_learners_shardings(setup, tmp_path):
+    """On a mesh, the update's jit takes the parameters in the learner's shardings, whatever SFT left."""
+    config = setup["config"]
+    mesh = make_mesh(**config.mesh)
+    policy = load_policy(config.model, setup["run"].root, seed=0, mesh=mesh,
+                         corpus=task_corpus(setup["samples"], config.reward.response_format))
+    learner = Learner(config, policy.model, steps=2, mesh=mesh)
+    with MetricsWriter(str(tmp_path)) as writer:
+        learner.warm_start(setup["samples"], policy.tokenizer, steps=1, rl=True, writer=writer)
+    for path, got in jax.tree_util.tree_leaves_with_path(learner.params):
+        want = learner.param_shardings
+        for k in path:
+            want = want[k.key]
+        assert got.sharding.is_equivalent_to(want, got.ndim), jax.tree_util.keystr(path)
 
 
 def test_learner_update_equals_the_train_step(setup):

@@ -27,7 +27,7 @@ from PIL import Image
 from syngrpo_jax.protocol import rollout as proto
 
 log = logging.getLogger(__name__)
-STAGING_PREFIX = "syngrpo-weights-"  # files a weights_file request may name (inside the staging directory)
+STAGING_PREFIX = proto.STAGING_PREFIX  # files a weights_file request may name (inside the staging directory)
 
 
 def checkpoint_tensors(model_dir: str) -> dict[str, tuple[int, ...]]:
@@ -79,7 +79,7 @@ class Staging:
 
     def __init__(self, update_id: str, directory: str, spec: WeightSpec):
         self.update_id, self.spec = update_id, spec
-        fd, self.path = tempfile.mkstemp(prefix=STAGING_PREFIX, suffix=".bin", dir=directory)
+        fd, self.path = tempfile.mkstemp(prefix=proto.staging_prefix(), suffix=".bin", dir=directory)
         self.file = os.fdopen(fd, "wb")
         self.table: list[list] = []
         self.names: set[str] = set()
@@ -116,6 +116,8 @@ class RolloutWorker:
                  admin_token: str | None = None, model_name: str = ""):
         self.host, self.spec, self.limits = host, spec, limits
         self.staging_dir = str(Path(staging_dir).resolve())
+        for path in proto.remove_stale_staging(self.staging_dir):
+            log.warning("removed %s: a weight file whose writer died mid-push", path)
         self.admin_token = admin_token
         self.model_name = model_name
         self.weight_version = 0

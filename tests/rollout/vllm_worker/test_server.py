@@ -3,6 +3,8 @@
 A stand-in host records what the server hands it; the vLLM engine itself is exercised in test_vllm_engine.py.
 """
 import io
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -66,6 +68,21 @@ def test_socket_buckets_apply_at_the_commit_only(worker):
     for name, array in tensors(0):
         np.testing.assert_array_equal(host.loaded[0][name].numpy(), array)
     assert not list(Path(w.staging_dir).glob(f"{STAGING_PREFIX}*"))  # the staging file is gone
+
+
+def test_weight_files_of_writers_killed_mid_push_are_removed_when_a_worker_starts(tmp_path):
+    """A trainer (or worker) SIGKILLed while writing a weight file cannot remove it from /dev/shm: files whose
+    writer pid is gone are removed by the next worker; live writers' files and foreign names are left alone."""
+    dead = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    assert dead.wait() == -9
+    stale, live, foreign = (tmp_path / f"{proto.staging_prefix(dead.pid)}0.bin",
+                            tmp_path / f"{proto.staging_prefix()}0.bin", tmp_path / f"{STAGING_PREFIX}x.bin")
+    for path in (stale, live, foreign):
+        path.write_bytes(b"half a tensor")
+    RolloutWorker(FakeHost(), WeightSpec(SPEC, tied_embeddings=True), limits=proto.Limits(),
+                  staging_dir=str(tmp_path))
+    assert not stale.exists() and live.exists() and foreign.exists()
+    assert proto.remove_stale_staging(tmp_path) == []
 
 
 def test_a_file_update_in_bfloat16_round_trips(worker, tmp_path):
