@@ -18,6 +18,7 @@ function of (seed, step), so resuming needs no hidden RNG state. The run directo
 """
 from __future__ import annotations
 
+import jax
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -39,8 +40,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, met
 def main(argv):
     del argv
     setup_logging()
-    distributed.initialize()
+    m = _CONFIG.value.multiprocess
+    distributed.initialize(heartbeat_timeout_s=m.heartbeat_timeout_s, shutdown_timeout_s=m.shutdown_timeout_s)
     summary = train(_CONFIG.value, _WORKDIR.value)
+    if jax.process_index() != 0:  # process 0 reports for the run
+        return
     print(f"\n{summary['method']}: {summary['steps']} steps in {summary['workdir']}\n")
     print(summary_table(summary))
     if summary.get("plots"):

@@ -126,6 +126,25 @@ def broadcast_bytes(payload: bytes | None, *, timeout_s: float = 1800.0) -> byte
     return data if data is not None else _device_bytes(None, size)
 
 
+def gather_bytes(payload: bytes, *, timeout_s: float = 600.0) -> list[bytes]:
+    """Every process's (small) `payload`, in process order, on every process (through the key-value store)."""
+    if jax.process_count() == 1:
+        return [bytes(payload)]
+    client, call = _client(), next(_calls)
+    key = f"syngrpo/gather/{call}"
+    client.key_value_set_bytes(f"{key}/{process_index()}", bytes(payload))
+    try:
+        out = [client.blocking_key_value_get_bytes(f"{key}/{i}", int(timeout_s * 1000))
+               for i in range(jax.process_count())]
+    except Exception as e:  # the runtime raises a generic JaxRuntimeError on a timeout
+        raise TimeoutError(f"process {process_index()}: gather #{call}: not every process answered within "
+                           f"{timeout_s:.0f} s ({e})") from e
+    barrier(f"gather-{call}-read", timeout_s=timeout_s)
+    if is_primary():
+        client.key_value_delete(f"{key}/")
+    return out
+
+
 def any_process(flag: bool) -> bool:
     """True on every process when `flag` is True on any (e.g. a stop signal that reached one process only)."""
     if jax.process_count() == 1:

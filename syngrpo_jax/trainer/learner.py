@@ -20,7 +20,7 @@ from syngrpo_jax.grpo.batch import build_train_batch
 from syngrpo_jax.grpo.losses import LossConfig
 from syngrpo_jax.grpo.optimizer import learning_rate_schedule, make_optimizer
 from syngrpo_jax.metrics import MetricsWriter
-from syngrpo_jax.parallel import sharding
+from syngrpo_jax.parallel import host_arrays, sharding
 from syngrpo_jax.trainer.phases import SALT_UPDATE, RolloutResult, step_seed
 
 
@@ -72,6 +72,8 @@ class Learner:
             batch_size=c.sft.batch_size if rl else c.train.batch_size,
             learning_rate=c.sft.learning_rate if rl else c.optim.learning_rate, warmup_steps=c.sft.warmup_steps,
             seed=c.seed, writer=writer)
+        if self.param_shardings is not None:  # the SFT step leaves its outputs where XLA put them
+            self.params = jax.device_put(self.params, self.param_shardings)
 
     # ------------------------------------------------------------------ the update
 
@@ -93,8 +95,8 @@ class Learner:
                                   prompt_multiple=c.rollout.prompt_multiple,
                                   response_multiple=c.rollout.response_multiple or c.rollout.max_tokens,
                                   max_response_len=c.rollout.max_tokens)
-        if self.mesh is not None:
-            batch = jax.device_put(batch, ts.batch_shardings(batch, self.mesh))
+        if self.mesh is not None:  # each process places its devices' rows (of a batch every process built)
+            batch = host_arrays.to_global(batch, ts.batch_shardings(batch, self.mesh))
         if self._logprob_fn is not None:
             batch = batch._replace(old_logp=self._logprob_fn(self.params, batch))
         key = jax.random.key(step_seed(c.seed, step, SALT_UPDATE) % 2**31)
