@@ -60,6 +60,7 @@ def check_shared(directory: str, *, timeout_s: float = 60.0) -> None:
     verdicts = [json.loads(v) for v in multihost.gather_bytes(json.dumps(ok).encode(), timeout_s=timeout_s + 600)]
     if multihost.is_primary():
         os.unlink(path)
+    multihost.barrier("shared-dir-checked")  # the token is gone before any process goes on
     blind = [i for i, seen in enumerate(verdicts) if not seen]
     if blind:
         raise NotSharedError(
