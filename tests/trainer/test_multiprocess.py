@@ -108,12 +108,12 @@ def _restore(run, step, mesh):
     source = resolve_checkpoint(str(run))
     params_like = OrbaxParams(source, mesh=mesh).like
     tx = make_optimizer(learning_rate=1.0, total_steps=3)
+    abstract = jax.eval_shape(tx.init, params_like)
     if mesh is None:
-        opt_like = jax.eval_shape(tx.init, params_like)
+        opt_shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), abstract)
     else:
         opt_shardings = ts.optimizer_shardings(tx, params_like, jax.tree.map(lambda x: x.sharding, params_like), mesh)
-        opt_like = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                jax.eval_shape(tx.init, params_like), opt_shardings)
+    opt_like = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, opt_shardings)
     ckpt = Checkpointer(source.checkpoints_dir, max_to_keep=None, async_save=False)
     try:
         params, opt_state, _, host = ckpt.restore(step, params_like=params_like, opt_state_like=opt_like)
