@@ -30,8 +30,8 @@ def cpu_env(devices: int, **extra) -> dict:
 class Job:
     """N processes of one JAX job; each one's stdout and stderr go to <log_dir>/process_<i>.log."""
 
-    def __init__(self, argv_of, *, processes: int = 2, devices: int = 2, log_dir: Path):
-        """argv_of(i): the command line of process i."""
+    def __init__(self, argv_of, *, processes: int = 2, devices: int = 2, log_dir: Path, extra_path=()):
+        """argv_of(i): the command line of process i; extra_path: more PYTHONPATH entries (e.g. tests/)."""
         log_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         self.logs = [log_dir / f"process_{i}.log" for i in range(processes)]
@@ -39,6 +39,7 @@ class Job:
         for i in range(processes):
             env = cpu_env(devices, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES=processes,
                           JAX_PROCESS_ID=i)
+            env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], *map(str, extra_path)])
             with open(self.logs[i], "w") as log:
                 self.procs.append(subprocess.Popen(argv_of(i), cwd=REPO, env=env, stdout=log,
                                                    stderr=subprocess.STDOUT))

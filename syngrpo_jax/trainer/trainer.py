@@ -70,10 +70,6 @@ class StopFlag:
 class Trainer:
     def __init__(self, config, workdir: str):
         self.method = validate(config)  # before anything is written or compiled
-        if jax.process_count() > 1 and config.rollout.engine != "jax":
-            raise NotImplementedError(
-                f"rollout.engine={config.rollout.engine!r} with {jax.process_count()} JAX processes is not supported "
-                "yet; multi-process runs roll out with rollout.engine='jax' on the global mesh")
         self.config, self.run_dir = config, RunDir(workdir)
         self.primary = multihost.is_primary()  # process 0 (the only one in a single-process run)
         shared_dir.check_shared(self.run_dir.root, timeout_s=config.multiprocess.shared_fs_timeout_s)
