@@ -4,11 +4,16 @@ The child writes a ready file ({"endpoint": ..., "pid": ...}, see protocol.endpo
 the launcher then pings it until it answers. The child gets the launcher's pid in an environment variable and
 exits when the launcher dies (protocol.endpoints.exit_with_parent), even by SIGKILL, so a crashed trainer leaves
 no orphan holding a device. Secrets (an admin token) travel in the environment, never on the command line.
+
+Each service has a temporary directory (its ready file, and its log unless given a path), `syngrpo-service-*`,
+removed by `stop()`. A launcher killed with SIGKILL cannot remove it, so the directory names its launcher's and
+service's pids (owner.json), and every start first removes such directories whose processes are both gone.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -17,6 +22,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+TEMP_PREFIX = "syngrpo-service-"
+_OWNER_FILE = "owner.json"
 
 
 class ServiceProcess:
@@ -67,6 +74,34 @@ class ServiceProcess:
         return self.process.returncode
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def reclaim_orphaned_dirs(parent: str | os.PathLike | None = None) -> list[str]:
+    """Removes the temporary directories of services whose launcher and service processes are both gone (a
+    SIGKILLed launcher leaves its directory behind); returns the removed paths. A directory without an owner
+    file (still being set up), not ours, or whose pids still run (or were reused) is left alone."""
+    removed = []
+    for path in Path(parent or tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        try:
+            owner = json.loads((path / _OWNER_FILE).read_text())
+            pids = [int(owner["launcher_pid"]), int(owner["service_pid"])]
+            if path.stat().st_uid != os.getuid() or any(_alive(pid) for pid in pids):
+                continue
+            shutil.rmtree(path)
+            removed.append(str(path))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not ours, being set up, or already gone
+    return removed
+
+
 def start_service(name: str, args: Sequence[str], *, ready_flag: str = "--ready_file", parent_pid_env: str,
                   ping: Callable[[str], bool], env: dict | None = None, extra_env: dict | None = None,
                   log_path: str | os.PathLike | None = None, startup_timeout_s: float = 120.0,
@@ -76,7 +111,8 @@ def start_service(name: str, args: Sequence[str], *, ready_flag: str = "--ready_
     Raises RuntimeError naming `name`, with the command and the tail of its log, if the child exits or is not
     ready within startup_timeout_s. The log goes to `log_path` (default: a temporary directory's).
     """
-    tmpdir = tempfile.TemporaryDirectory(prefix=f"{name}-")
+    reclaim_orphaned_dirs()
+    tmpdir = tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{'-'.join(name.split())}-")
     ready_file = Path(tmpdir.name) / "ready.json"
     log_path = Path(log_path) if log_path else Path(tmpdir.name) / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +123,7 @@ def start_service(name: str, args: Sequence[str], *, ready_flag: str = "--ready_
     child_env[parent_pid_env] = str(os.getpid())
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=child_env, cwd=str(cwd))
+    (Path(tmpdir.name) / _OWNER_FILE).write_text(json.dumps({"launcher_pid": os.getpid(), "service_pid": process.pid}))
 
     def fail(why: str):
         if process.poll() is None:

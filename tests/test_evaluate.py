@@ -428,6 +428,8 @@ def test_files_splits(tmp_path, monkeypatch):
     (dict(task="rec", source="web"), "eval.splits.bad.source='web': unknown source"),
     (dict(task="rec", sed=3), "eval.splits.bad.sed=3: unknown field"),
     (dict(task="rec", difficulty=5), "eval.splits.bad.difficulty=5"),
+    (dict(task="qa", families="cubes,histogram"), "eval.splits.bad.families='cubes,histogram': comma-separated"),
+    (dict(task="qa", photo="yes"), "eval.splits.bad.photo='yes': must be True or False"),
 ])
 def test_bad_split_config(tmp_path, split, message):
     config = make_config(dict(ok=SPLITS["rec_val"], bad=split))

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Callable
 
 import zmq
 
@@ -43,13 +44,18 @@ def check_bind(host: str, keys: tuple[bytes, bytes] | None, *, how_to: str) -> N
 
 
 def bind_router(ctx: zmq.Context, host: str, port: int, keys: tuple[bytes, bytes] | None, *,
-                authorized_clients_dir: str | None = None, max_message_bytes: int, rcvhwm: int = 64):
+                authorized_clients_dir: str | None = None, max_message_bytes: int, rcvhwm: int = 64,
+                sndhwm: int = 1000, router_mandatory: bool = False,
+                before_bind: Callable[[zmq.Socket], None] | None = None):
     """A ROUTER socket bound to tcp://host:port (0: any free port), CURVE server if `keys`. Returns
-    (socket, endpoint, authenticator or None). Frames over 2 * max_message_bytes disconnect their sender."""
+    (socket, endpoint, authenticator or None). Frames over 2 * max_message_bytes disconnect their sender.
+    router_mandatory: sends to a full pipe raise EAGAIN and to a departed peer EHOSTUNREACH, instead of being
+    dropped silently. before_bind(socket): e.g. attach a socket monitor that must see every connection."""
     sock = ctx.socket(zmq.ROUTER)
     sock.linger = 500
     sock.rcvhwm = rcvhwm
-    sock.sndhwm = 1000
+    sock.sndhwm = sndhwm
+    sock.router_mandatory = router_mandatory
     sock.maxmsgsize = 2 * max_message_bytes
     auth = None
     if keys is not None:
@@ -61,6 +67,8 @@ def bind_router(ctx: zmq.Context, host: str, port: int, keys: tuple[bytes, bytes
             auth.start()
             auth.configure_curve(domain="*", location=str(authorized_clients_dir))
         sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
+    if before_bind is not None:
+        before_bind(sock)
     if ":" in host:
         sock.ipv6 = True
         host = f"[{host.strip('[]')}]"

@@ -18,7 +18,7 @@ from syngrpo_jax.checkpoints import Checkpointer
 from syngrpo_jax.grpo import train_step as ts
 from syngrpo_jax.grpo.batch import build_train_batch
 from syngrpo_jax.grpo.losses import LossConfig
-from syngrpo_jax.grpo.optimizer import learning_rate_schedule, make_optimizer
+from syngrpo_jax.grpo.optimizer import learning_rate_schedule, optimizer_from_config
 from syngrpo_jax.metrics import MetricsWriter
 from syngrpo_jax.parallel import host_arrays, sharding
 from syngrpo_jax.trainer.phases import SALT_UPDATE, RolloutResult, step_seed
@@ -31,9 +31,7 @@ class Learner:
         self.graphdef, state = nnx.split(model)
         self.params = nnx.to_pure_dict(state)
         o = config.optim
-        self.tx = make_optimizer(learning_rate=o.learning_rate, total_steps=steps, warmup_steps=o.warmup_steps,
-                                 schedule=o.schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay,
-                                 max_grad_norm=o.max_grad_norm, frozen=tuple(o.frozen))
+        self.tx = optimizer_from_config(o, steps)
         self.lr_at = learning_rate_schedule(o.learning_rate, total_steps=steps, warmup_steps=o.warmup_steps,
                                             schedule=o.schedule)
         self.param_shardings = self.opt_shardings = None
