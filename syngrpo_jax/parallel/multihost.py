@@ -8,12 +8,12 @@
         samples = load_samples(...)               # the others run it (and find the files written)
 
 Everything here is a no-op (or the identity) in a single-process run, so callers never branch on the process
-count. Host bytes travel through the JAX distributed runtime's key-value store (the coordination service that
-`jax.distributed.initialize` starts on process 0), not through device collectives: it carries any size without
-compiling anything, it has timeouts, and benchmarks/host_broadcast.py measured it faster than
-`multihost_utils.broadcast_one_to_all` on byte arrays (docs/DESIGN.md, "Multi-process training"). Every call
-must happen on every process in the same order: keys and barrier ids are numbered by a per-process counter,
-which is what makes them agree.
+count. Small host bytes travel through the JAX distributed runtime's key-value store (the coordination service
+that `jax.distributed.initialize` starts on process 0): nothing is compiled and every wait has a timeout. Above
+64 KiB a broadcast's payload goes through a device collective (`multihost_utils.broadcast_one_to_all`), which
+benchmarks/host_broadcast.py measured several times faster for MBs (docs/DESIGN.md, "Multi-process training").
+Every call must happen on every process in the same order: keys and barrier ids are numbered by a per-process
+counter, which is what makes them agree.
 """
 from __future__ import annotations
 
