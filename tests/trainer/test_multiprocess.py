@@ -1,17 +1,20 @@
 """Multi-process training: two CPU processes on localhost (gloo collectives, 2 devices each, one global (2, 2)
 mesh) train like one process with 4 devices, keep their host state identical, write one set of outputs, survive
-the loss of a process by stopping and resuming, and leave checkpoints that load on any other layout."""
+the loss of a process by stopping and resuming, and leave checkpoints that load on any other layout. The main run
+is started by launch/local_multiprocess.sh; the tests that kill a process or give each its own directory start
+the processes themselves (tests/multiprocess.py)."""
 import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 from flax import nnx
 
-from multiprocess import REPO, TINY_CPU, Job, cpu_env, train_argv
+from multiprocess import REPO, TINY_CPU, Job, cpu_env, free_port, train_argv
 from syngrpo_jax import export, train
 from syngrpo_jax.checkpoint_sources import OrbaxParams, resolve_checkpoint
 from syngrpo_jax.checkpoints import Checkpointer
@@ -22,6 +25,8 @@ from syngrpo_jax.models import qwen2_5_vl
 from syngrpo_jax.parallel.mesh import make_mesh
 
 pytestmark = pytest.mark.slow
+# The tests of the two runs share one xdist worker, so the runs (the costly part) happen once under -n 2.
+one_worker = pytest.mark.xdist_group("multiprocess_runs")
 
 # Three RL steps with asynchronous synthesis from fixed descriptions (images change from step 2 on), from a
 # warm-started policy whose responses are partly well-formed, so rewards, advantages and the loss are not zero.
@@ -60,21 +65,27 @@ def runs(warm_model, tmp_path_factory):
     """The same 3 steps twice, at the same time: 2 processes x 2 devices, and 1 process with 4 devices."""
     root = tmp_path_factory.mktemp("runs")
     multi, single = root / "multi", root / "single"
-    job = Job(lambda i: train_argv(multi, RL_ARG, *rl_overrides(warm_model)), log_dir=root / "multi_logs")
+    launcher = subprocess.Popen(  # process i logs to multi/logs/process_<i>.log
+        ["bash", str(REPO / "launch" / "local_multiprocess.sh"), "--num_processes=2", "--devices_per_process=2",
+         f"--port={free_port()}", f"{TINY_CPU}:{RL_ARG}", str(multi), *rl_overrides(warm_model)],
+        cwd=REPO, env=cpu_env(1, PYTHON=sys.executable), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     with open(root / "single.log", "w") as log:
         one = subprocess.Popen(train_argv(single, RL_ARG, *rl_overrides(warm_model)), cwd=REPO, env=cpu_env(4),
                                stdout=log, stderr=subprocess.STDOUT)
-        codes = job.wait(1500)
+        out, _ = launcher.communicate(timeout=1500)
         assert one.wait(600) == 0, (root / "single.log").read_text()[-3000:]
-    assert codes == [0, 0], job.tails()
-    return {"multi": multi, "single": single, "job": job}
+    logs = [(multi / "logs" / f"process_{i}.log").read_text(errors="replace") for i in (0, 1)]
+    assert launcher.returncode == 0, out + "".join(f"--- process {i} ---\n{t[-3000:]}" for i, t in enumerate(logs))
+    return {"multi": multi, "single": single, "logs": logs}
 
 
+@one_worker
 def test_two_processes_train_like_one(runs):
-    multi, single, job = runs["multi"], runs["single"], runs["job"]
+    multi, single, logs = runs["multi"], runs["single"], runs["logs"]
     # One writer: process 0's files only, the same files as the single-process run writes.
-    assert sorted(p.relative_to(multi) for p in multi.rglob("metrics.jsonl")) == [
-        p.relative_to(single) for p in sorted(single.rglob("metrics.jsonl"))]
+    assert [p.relative_to(multi) for p in multi.rglob("metrics.jsonl")] == [Path("metrics.jsonl")]
+    assert [p.relative_to(single) for p in single.rglob("metrics.jsonl")] == [Path("metrics.jsonl")]
+    assert len(read_metrics(multi)) == len(read_metrics(single))  # one line per step and evaluation, not two
     rows = [r for r in read_metrics(multi) if "reward/total" in r]
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert rows[-1]["synthesis/applied"] > 0  # asynchronous synthesis changed the pool during the run
@@ -83,10 +94,10 @@ def test_two_processes_train_like_one(runs):
     # The host state agrees across processes after every step.
     hashes = {}
     for i in (0, 1):
-        for step, digest, process in HASH.findall(job.log(i)):
+        for step, digest, process in HASH.findall(logs[i]):
             assert int(process) == i
             hashes.setdefault(int(step), set()).add(digest)
-    assert sorted(hashes) == [1, 2, 3], job.tails()
+    assert sorted(hashes) == [1, 2, 3], logs
     assert all(len(d) == 1 for d in hashes.values()), hashes
     assert len({d for s in hashes.values() for d in s}) == 3  # and it changes from step to step
 
@@ -122,6 +133,7 @@ def _restore(run, step, mesh):
     return params, opt_state, host
 
 
+@one_worker
 def test_checkpoint_restores_on_one_device_and_another_mesh(runs):
     """Saved by 2 processes on a (2, 2) mesh; restored here on 1 device and on a (1, 4) mesh: the same values."""
     run = runs["multi"]
@@ -134,6 +146,7 @@ def test_checkpoint_restores_on_one_device_and_another_mesh(runs):
     assert h1 == h4 and h1["step"] == 3 and any(h1["pool"]["versions"].values())
 
 
+@one_worker
 def test_evaluate_and_export_run_on_one_cpu(runs, tmp_path):
     """The 2-process checkpoint, evaluated and exported by single-device processes; the export holds the saved
     parameters exactly."""
