@@ -1,5 +1,6 @@
 """One process of the two-process test of parallel/multihost, shared_dir and host_arrays (test_multihost.py
-starts two): it exercises each helper against the other process and writes what it saw to OUT/worker_<i>.json."""
+starts two): it exercises each helper against the other process and writes what it saw to OUT/worker_<i>.json;
+with `loop`, it only keeps talking to the other process until it is killed."""
 import json
 import os
 import sys
@@ -57,5 +58,18 @@ def main(out: str) -> None:
         json.dump(seen, f)
 
 
+def loop(out: str) -> None:
+    """Agree on a flag every 50 ms until killed (the test kills one process and watches the other)."""
+    distributed.initialize(heartbeat_timeout_s=60, shutdown_timeout_s=10)
+    import time
+
+    from syngrpo_jax.parallel import multihost
+
+    multihost.any_process(False)
+    open(os.path.join(out, f"ready_{multihost.process_index()}"), "w").close()
+    while not multihost.any_process(False):
+        time.sleep(0.05)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    (loop if sys.argv[2:] == ["loop"] else main)(sys.argv[1])

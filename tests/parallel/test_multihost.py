@@ -2,7 +2,9 @@
 localhost (gloo, 2 devices each) exchanging bytes, flags and array slices."""
 import json
 import os
+import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -53,3 +55,25 @@ def test_two_processes(tmp_path):
     # Each process placed only the row blocks of its own 2 devices; together, all 4.
     assert len(seen[0]["local_rows"]) == len(seen[1]["local_rows"]) == 2
     assert sorted(seen[0]["local_rows"] + seen[1]["local_rows"]) == [0, 2, 4, 6]
+
+
+def test_losing_process_zero_ends_the_others_at_once(tmp_path):
+    """Process 0 hosts JAX's coordination service: when it dies, the others end within seconds (not after the
+    heartbeat timeout), saying the leader task died. (A lost process 1 is named by process 0 after the heartbeat
+    timeout: tests/trainer/test_multiprocess.py.)"""
+    job = Job(lambda i: [sys.executable, WORKER, str(tmp_path), "loop"], log_dir=tmp_path / "logs")
+    try:
+        deadline = time.monotonic() + 300
+        while not all((tmp_path / f"ready_{i}").exists() for i in (0, 1)):
+            assert all(p.poll() is None for p in job.procs) and time.monotonic() < deadline, job.tails()
+            time.sleep(0.1)
+        job.procs[0].kill()
+        killed = time.monotonic()
+        try:
+            code = job.procs[1].wait(30)  # the heartbeat timeout is 60 s: this is not it
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"process 1 still running 30 s after process 0 died\n{job.tails()}")
+        assert code != 0 and "leader task" in job.log(1), job.tails()
+        print(f"process 1 exited {time.monotonic() - killed:.2f} s after process 0 was killed")
+    finally:
+        job.kill()
