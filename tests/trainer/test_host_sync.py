@@ -21,14 +21,19 @@ def png(color, size=(W, H)) -> bytes:
 
 
 @pytest.fixture
-def pools(tmp_path):
+def samples(tmp_path):
     os.makedirs(tmp_path / "originals")
-    samples = []
+    out = []
     for i in range(4):
         path = tmp_path / "originals" / f"img{i}.png"
         path.write_bytes(png((i, 0, 0)))
-        samples.append(Sample(f"s{i}", "rec", str(path), query="q", boxes=[[1, 1, 5, 5]], labels=("q",),
-                              image_size=(W, H)))
+        out.append(Sample(f"s{i}", "rec", str(path), query="q", boxes=[[1, 1, 5, 5]], labels=("q",),
+                          image_size=(W, H)))
+    return out
+
+
+@pytest.fixture
+def pools(samples, tmp_path):
     primary = host_sync.RecordingPool(samples, tmp_path / "p0", seed=3)
     other = DataPool(list(reversed(samples)), tmp_path / "p1", seed=3)  # any order: the pool sorts its ids
     return primary, other
@@ -78,3 +83,22 @@ def test_encoding_edge_cases(pools):
     assert host_sync.decode(host_sync.encode([])) == []
     with pytest.raises(ValueError, match="unknown pool change 'resize'"):
         host_sync.replay(pools[1], [{"op": "resize", "sample_id": "s0"}])
+
+
+def test_replay_on_a_shared_directory_leaves_process_zeros_files_alone(pools, samples, tmp_path):
+    """Processes of one run share the run directory: the replay finds process 0's file already holding the image
+    and does not write it again (a rename over a file another host is reading can fail that read on NFS); a file
+    with other bytes at that path (left by a run resumed from an earlier checkpoint) is overwritten."""
+    primary, _ = pools
+    shared = DataPool(samples, tmp_path / "p0", seed=3)  # process 1's pool, on process 0's directory
+    assert primary.replace("s1", png((9, 9, 9)), description="snow", submitted_step=2, applied_step=3)
+    assert primary.replace("s2", png((7, 7, 7)), description="sand", submitted_step=2, applied_step=3)
+    path1, path2 = primary.current("s1").image_path, primary.current("s2").image_path
+    before = os.stat(path1)
+    with open(path2, "wb") as f:  # a leftover of another history at that version's path
+        f.write(png((1, 2, 3)))
+    host_sync.replay(shared, primary.take_changes())
+    assert shared.current("s1").image_path == path1 and shared.state_dict() == primary.state_dict()
+    after = os.stat(path1)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert open(path2, "rb").read() == png((7, 7, 7))
