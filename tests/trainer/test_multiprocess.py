@@ -189,6 +189,7 @@ def test_a_lost_process_stops_the_run_and_a_relaunch_resumes(tmp_path):
     took = time.monotonic() - killed
     assert code != 0
     assert re.search(r"unhealthy \(stopped sending heartbeats\):\s*1\b", job.log(0)), job.tails()
+    assert "relaunch the same command on every process" in job.log(0)
     latest = Checkpointer(str(run / "checkpoints")).latest_step()
     assert 2 <= latest < 6
     print(f"process 0 exited {took:.1f} s after process 1 was killed (heartbeat timeout {heartbeat} s)")
