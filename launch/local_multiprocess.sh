@@ -12,8 +12,8 @@
 # GPUs CUDA_VISIBLE_DEVICES with its D GPUs. Logs: WORKDIR/logs/process_<i>.log. When one process fails, the
 # others are stopped and the script exits with that process's status; Ctrl-C stops them all.
 # PYTHON (default .venv/bin/python) and MODULE (default syngrpo_jax.train) choose what each process runs.
-# Works today: the processes start and join one JAX job. The trainer itself refuses more than one process until
-# multi-process training lands (issue 14, section 1); --num_processes=1 trains as launch/local.sh does.
+# The processes train as one run (docs/DESIGN.md, "Multi-process training"): process 0 alone talks to the data
+# server and writes metrics; tests/trainer/test_multiprocess.py runs 2 processes x 2 CPU devices through this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

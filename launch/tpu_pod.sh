@@ -12,9 +12,8 @@
 # --vllm=tcp://HOST:PORT with --vllm_key=FILE (switches the trainer to the vLLM engine), --dry-run.
 # WORKDIR must be a directory every worker mounts (e.g. Filestore over NFS): checkpoints and metrics go there.
 # Stopping: Ctrl-C ends the local ssh sessions; a failed worker ends the others' sessions.
-# Works today: single-host slices (one worker, e.g. v4-8 or v5e-8). On multi-host slices every worker starts and
-# joins the JAX job, then the trainer refuses more than one process until multi-process training lands (issue 14,
-# section 1); --vllm needs the vLLM engine (its own issue).
+# Single-host and multi-host slices: on a multi-host slice every worker runs the trainer as one process of one run
+# (docs/DESIGN.md, "Multi-process training"; tested on CPU with 2 local processes, not yet on a TPU pod).
 set -euo pipefail
 
 # Flag names of the trainer's synthesis client and vLLM engine (one place; adjust if they change).

@@ -119,6 +119,12 @@ def _model_and_data(c: ml_collections.ConfigDict) -> None:
     c.model.remat = "none"  # none | full | dots (rematerialise scanned layers in the backward pass)
 
     c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))  # -1: the remaining devices
+    # Several JAX processes (hosts) in one run (docs/DESIGN.md, "Multi-process training"): a process silent for
+    # heartbeat_timeout_s is lost and the others exit naming it; the run directory must be shared (checked at
+    # start: process 0's file visible everywhere within shared_fs_timeout_s); the others wait for process 0's
+    # pool changes (it alone talks to the data server, e.g. waiting in sync mode) up to host_sync_timeout_s.
+    c.multiprocess = ml_collections.ConfigDict(dict(
+        heartbeat_timeout_s=100, shutdown_timeout_s=300, shared_fs_timeout_s=60.0, host_sync_timeout_s=1800.0))
 
     c.data = ml_collections.ConfigDict()
     c.data.task = "rec"  # rec | ovd | isr | qa

@@ -71,7 +71,7 @@ def warm_start(config, model_config, graphdef, params, pool_samples, tokenizer, 
                                 max_pixels=config.data.max_pixels) for s in pool_samples]
     order: list[int] = []
     losses = []
-    for step in tqdm(range(steps), desc="sft", unit="step"):
+    for step in tqdm(range(steps), desc="sft", unit="step", disable=jax.process_index() != 0):  # one bar per run
         if len(order) < batch_size:
             order += rng.permutation(len(prepared)).tolist()
         idx, order = order[:batch_size], order[batch_size:]

@@ -18,6 +18,9 @@ function of (seed, step), so resuming needs no hidden RNG state. The run directo
 """
 from __future__ import annotations
 
+import logging
+
+import jax
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -41,11 +44,22 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, met
 def main(argv):
     del argv
     setup_logging()
-    distributed.initialize()
+    m = _CONFIG.value.multiprocess
+    distributed.initialize(heartbeat_timeout_s=m.heartbeat_timeout_s, shutdown_timeout_s=m.shutdown_timeout_s)
     try:
         summary = train(_CONFIG.value, _WORKDIR.value)
     except (CheckpointError, SynthesisServerLost) as e:  # the message says what and where; a traceback would not
         raise SystemExit(f"error: {e}") from None
+    except jax.errors.JaxRuntimeError:
+        if jax.process_count() > 1:  # most often: another process died (docs/DESIGN.md, "Multi-process training")
+            logging.getLogger(__name__).error(
+                "process %d: a collective with the other processes failed. If one of them was lost, JAX's "
+                "coordination service names it within multiprocess.heartbeat_timeout_s=%d s and ends this process; "
+                "relaunch the same command on every process to resume from the latest checkpoint.",
+                jax.process_index(), m.heartbeat_timeout_s)
+        raise
+    if jax.process_index() != 0:  # process 0 reports for the run
+        return
     print(f"\n{summary['method']}: {summary['steps']} steps in {summary['workdir']}\n")
     print(summary_table(summary))
     if summary.get("plots"):

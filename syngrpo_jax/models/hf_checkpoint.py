@@ -22,6 +22,7 @@ from flax import nnx
 
 from syngrpo_jax.models import safetensors_io
 from syngrpo_jax.models.config import Qwen25VLConfig
+from syngrpo_jax.parallel.host_arrays import to_host
 
 _ALIASES = (("model.language_model.", "model."), ("model.visual.", "visual."))
 
@@ -187,14 +188,6 @@ def _make_array(reader, on_disk, wm: WeightMap, shape, dtype, sharding):
     return jax.make_array_from_callback(tuple(shape), sharding, callback)
 
 
-def _to_host(x) -> np.ndarray:
-    if getattr(x, "is_fully_addressable", True):
-        return np.asarray(jax.device_get(x))
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-
 def _flat_arrays(params) -> dict[tuple[str, ...], object]:
     """Flax path -> array, from an nnx.State of parameters or its pure-dict form (what the trainer holds)."""
     if isinstance(params, nnx.State):
@@ -228,7 +221,7 @@ def iter_hf_tensors(config: Qwen25VLConfig, params, *, dtype=None) -> Iterator[t
     for wm in weight_maps(config):
         array = flat[wm.path]
         for i, name in enumerate(wm.hf_names()):
-            host = _to_host(array[i] if wm.num_layers else array)
+            host = to_host(array[i] if wm.num_layers else array)
             yield name, np.ascontiguousarray(wm.to_hf(host)).astype(out_dtype or host.dtype, copy=False)
 
 

@@ -23,6 +23,7 @@ from flax import nnx
 from syngrpo_jax.models.inputs import prepare_prompts
 from syngrpo_jax.models.qwen2_5_vl import Qwen25VL
 from syngrpo_jax.models.text import KVCache
+from syngrpo_jax.parallel.host_arrays import to_host
 from syngrpo_jax.rollout import sampling
 from syngrpo_jax.rollout.base import Response, RolloutEngine, RolloutRequest, SamplingParams
 
@@ -96,8 +97,8 @@ class JaxSampler(RolloutEngine):
             jnp.float32(params.top_p), jnp.asarray(params.stop_token_ids, jnp.int32), self.suppress,
             jnp.int32(self.pad_token_id), prompt_len=prompt_len, max_tokens=params.max_tokens, greedy=greedy,
             top_k=params.top_k, use_top_p=params.top_p < 1)
-        tokens, logprobs = np.asarray(tokens), np.asarray(logprobs)
-        lengths, stopped = np.asarray(lengths), np.asarray(stopped)
+        # Gathered when the rows live on several processes' devices: every process gets every response.
+        tokens, logprobs, lengths, stopped = map(to_host, (tokens, logprobs, lengths, stopped))
         out: list[list[Response]] = []
         for i in range(b):
             group = []

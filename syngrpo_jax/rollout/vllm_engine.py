@@ -34,9 +34,11 @@ from PIL import Image
 
 from syngrpo_jax.models.hf_checkpoint import iter_hf_tensors
 from syngrpo_jax.protocol import rollout as proto
+from syngrpo_jax.parallel import multihost
 from syngrpo_jax.processing.image import num_image_tokens, pixels_to_image
 from syngrpo_jax.rollout import weight_push
 from syngrpo_jax.rollout.base import Response, RolloutEngine, RolloutRequest, SamplingParams
+from syngrpo_jax.rollout.process_zero import ProcessZeroEngine
 from syngrpo_jax.rollout.vllm_client import WorkerClient, WorkerError, WorkerReplyError, launch_worker
 
 log = logging.getLogger(__name__)
@@ -251,6 +253,15 @@ def engine_from_config(model_config, model_dir: str, config, workdir: str = "") 
                       bucket_bytes=int(v.bucket_mb) << 20, request_timeout_s=v.request_timeout_s)
 
 
-def from_context(context) -> VllmEngine:
-    """The registry's factory (rollout.engine="vllm")."""
-    return engine_from_config(context.model.config, context.model_dir, context.config, context.workdir)
+def from_context(context) -> RolloutEngine:
+    """The registry's factory (rollout.engine="vllm"). With several JAX processes, process 0 drives the worker and
+    shares its responses (`process_zero.ProcessZeroEngine`)."""
+    def build() -> VllmEngine:
+        return engine_from_config(context.model.config, context.model_dir, context.config, context.workdir)
+
+    if multihost.process_count() == 1:
+        return build()
+    import jax.numpy as jnp
+
+    return ProcessZeroEngine(build, host_dtype=jnp.dtype(context.config.rollout.vllm.dtype),
+                             timeout_s=context.config.multiprocess.host_sync_timeout_s)

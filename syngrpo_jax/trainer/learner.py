@@ -20,7 +20,7 @@ from syngrpo_jax.grpo.batch import build_train_batch
 from syngrpo_jax.grpo.losses import LossConfig
 from syngrpo_jax.grpo.optimizer import learning_rate_schedule, optimizer_from_config
 from syngrpo_jax.metrics import MetricsWriter
-from syngrpo_jax.parallel import sharding
+from syngrpo_jax.parallel import host_arrays, sharding
 from syngrpo_jax.trainer.phases import SALT_UPDATE, RolloutResult, step_seed
 
 
@@ -91,8 +91,8 @@ class Learner:
                                   prompt_multiple=c.rollout.prompt_multiple,
                                   response_multiple=c.rollout.response_multiple or c.rollout.max_tokens,
                                   max_response_len=c.rollout.max_tokens)
-        if self.mesh is not None:
-            batch = jax.device_put(batch, ts.batch_shardings(batch, self.mesh))
+        if self.mesh is not None:  # each process places its devices' rows (of a batch every process built)
+            batch = host_arrays.to_global(batch, ts.batch_shardings(batch, self.mesh))
         key = jax.random.key(step_seed(c.seed, step, SALT_UPDATE) % 2**31)
         self.params, self.opt_state, metrics = self._step_fn(self.params, self.opt_state, self.ref, batch, key)
         return jax.device_get(metrics)

@@ -8,10 +8,15 @@ weights, each timed by `Chrono` as time/<phase>. Around the steps (`_after_step`
 checkpoints (orbax, asynchronous, every train.checkpoint_every steps and at the end), retention of synthesized
 images, evaluation. An SFT-only method never enters the RL loop. A restarted run resumes exactly from its latest
 checkpoint; SIGINT/SIGTERM finish the current step, save a checkpoint and stop.
+
+Several processes (docs/DESIGN.md, "Multi-process training") run this same program on one global mesh: every
+process computes every phase on the same data; process 0 alone talks to the data server (HostState syncs what it
+applied) and writes config, metrics, gallery, evaluation files and plots; checkpoints are written by all.
 """
 from __future__ import annotations
 
 import functools
+import contextlib
 import logging
 import signal
 
@@ -24,8 +29,9 @@ from syngrpo_jax.checkpoints import Checkpointer
 from syngrpo_jax.data.sources import load_samples
 from syngrpo_jax.evaluator import Evaluator, scalar_metrics, write_table
 from syngrpo_jax.metrics import MetricsWriter
+from syngrpo_jax.parallel import multihost, shared_dir
 from syngrpo_jax.parallel.mesh import make_mesh
-from syngrpo_jax.policy import load_policy, save_architecture, task_corpus
+from syngrpo_jax.policy import load_policy, resolve_model_dir, save_architecture, task_corpus
 from syngrpo_jax.rollout import registry
 from syngrpo_jax.rollout.base import EngineError, SamplingParams
 from syngrpo_jax.run_dir import RunDir
@@ -67,18 +73,19 @@ class StopFlag:
 class Trainer:
     def __init__(self, config, workdir: str):
         self.method = validate(config)  # before anything is written or compiled
-        if jax.process_count() > 1:
-            raise NotImplementedError(
-                f"{jax.process_count()} JAX processes: multi-process training is not supported yet (HostState would "
-                "have to apply process 0's synthesis results on every process). Run one process per host with all "
-                "its local devices in the mesh.")
         self.config, self.run_dir = config, RunDir(workdir)
-        atomic_write(self.run_dir.config, config.to_json_best_effort(indent=2))
+        self.primary = multihost.is_primary()  # process 0 (the only one in a single-process run)
+        shared_dir.check_shared(self.run_dir.root, timeout_s=config.multiprocess.shared_fs_timeout_s)
+        if self.primary:
+            atomic_write(self.run_dir.config, config.to_json_best_effort(indent=2))
         self.mesh = make_mesh(**config.mesh) if jax.device_count() > 1 else None
-        samples = load_samples(config.data, self.run_dir.data)
-        self.policy = load_policy(config.model, self.run_dir.root, seed=config.seed, mesh=self.mesh,
-                                  corpus=task_corpus(samples, config.reward.response_format))
-        save_architecture(self.policy, self.run_dir.policy)
+        with multihost.primary_first("data"):  # process 0 generates engine data (and a tiny model), others read
+            samples = load_samples(config.data, self.run_dir.data)
+            corpus = task_corpus(samples, config.reward.response_format)
+            resolve_model_dir(config.model, self.run_dir.root, config.seed, corpus)
+        self.policy = load_policy(config.model, self.run_dir.root, seed=config.seed, mesh=self.mesh, corpus=corpus)
+        if self.primary:
+            save_architecture(self.policy, self.run_dir.policy)
         self.tokenizer = self.policy.tokenizer
         self.steps = total_steps(config, len(samples))
         self.learner = Learner(config, self.policy.model, steps=self.steps, mesh=self.mesh,
@@ -96,8 +103,9 @@ class Trainer:
         phases.push_weights(self.engine, self.learner.params, self.start_step)
         self.evaluator = None
         if config.eval.splits:
-            self.evaluator = Evaluator(self.engine, self.tokenizer, config,
-                                       eval_data.build_splits(config, self.run_dir.eval_data))
+            with multihost.primary_first("eval-data"):
+                splits = eval_data.build_splits(config, self.run_dir.eval_data)
+            self.evaluator = Evaluator(self.engine, self.tokenizer, config, splits, progress=self.primary)
         r = config.rollout
         self.sampling = SamplingParams(n=r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
                                        max_tokens=r.max_tokens, stop_token_ids=tuple(self.tokenizer.stop_ids))
@@ -115,7 +123,7 @@ class Trainer:
         rl = self.method.rl
         warm = self.config.sft.steps if rl else self.steps
         if warm:
-            with MetricsWriter(self.run_dir.sft) as writer:
+            with MetricsWriter(self.run_dir.sft) if self.primary else contextlib.nullcontext() as writer:
                 self.learner.warm_start(samples, self.tokenizer, steps=warm, rl=rl, writer=writer)
         self.learner.freeze_reference()
         return 0 if rl else self.steps
@@ -138,6 +146,8 @@ class Trainer:
         with chrono("rewards"):
             scored = phases.score(result, c, host, step)
         phases.synthesize(host, result, scored, c, step, chrono)
+        with chrono("synthesis"):
+            host.sync()  # what process 0 applied in this step (sync mode's wait) reaches every process
         with chrono("update"):
             if self.ahead is not None and step + 1 < self.steps:  # step + 1's batch, sampled meanwhile
                 self.ahead.start(step + 1, self._batch(step + 1), functools.partial(self._rollout, step + 1))
@@ -176,7 +186,7 @@ class Trainer:
             "step": step, "rng": {"seed": self.config.seed, "step": step}, "method": self.config.method,
             **(host_state or self._host_state())})
         pool = self.host.pool
-        if pool.keep_versions:
+        if pool.keep_versions and self.primary:  # files only: the pool's state is the same either way
             deleted = pool.prune_versions(keep_ids=pool.tracked_ids(self.config.train.track_samples),
                                           checkpoint_steps=[*self.checkpointer.all_steps(), step])
             if deleted:
@@ -184,8 +194,8 @@ class Trainer:
                          pool.keep_versions)
 
     def evaluate(self, step: int, writer: MetricsWriter | None = None) -> dict[str, float]:
-        """Evaluate the engine's current weights into eval/<step>/, rebuild the table; the scalars also go to
-        metrics.jsonl as eval/<split>/<metric> when a writer is given."""
+        """Evaluate the engine's current weights into eval/<step>/, rebuild the table (files: process 0); the
+        scalars also go to metrics.jsonl as eval/<split>/<metric> when a writer is given."""
         result = self.evaluator.evaluate(self.run_dir.eval_step(step), step=step)
         write_table(self.run_dir.eval)
         scalars = scalar_metrics(result)
@@ -193,13 +203,20 @@ class Trainer:
             writer.write(step, {f"eval/{k}": v for k, v in scalars.items() if v is not None})
         return scalars
 
-    def _after_step(self, done: int, metrics: dict, writer: MetricsWriter, summary: dict, stop: StopFlag) -> None:
+    def _after_step(self, done: int, metrics: dict, writer: MetricsWriter | None, summary: dict,
+                    stop: StopFlag) -> None:
+        """Metrics and gallery (process 0), a checkpoint, evaluation. writer: None on other processes."""
         t = self.config.train
-        writer.write(done, metrics)
         summary.setdefault("first", metrics)
         summary["last"] = metrics
-        plots.write_gallery(self.run_dir, self.host.pool, t.track_samples)
-        if t.log_every and done % t.log_every == 0:
+        if multihost.process_count() > 1:
+            log.info("step %d: pool/state_hash %s (process %d)", done, self.host.state_hash(),
+                     multihost.process_index())
+            stop.stop = multihost.any_process(stop.stop)  # a signal that reached one process stops them all
+        if writer is not None:
+            writer.write(done, metrics)
+            plots.write_gallery(self.run_dir, self.host.pool, t.track_samples)
+        if self.primary and t.log_every and done % t.log_every == 0:
             log.info("step %d/%d: reward %.3f (accuracy %.3f, format %.3f), loss %.4f, %.1f s", done, self.steps,
                      metrics["reward/total"], metrics["reward/accuracy"], metrics["reward/format"], metrics["loss"],
                      metrics["time/step"])
@@ -234,13 +251,13 @@ class Trainer:
             return self._finish_supervised(summary)
         if self.start_step < self.steps:
             self.host.start_synthesis()
-        writer = MetricsWriter(self.run_dir.root, resume_step=self.start_step)
+        writer = MetricsWriter(self.run_dir.root, resume_step=self.start_step) if self.primary else None
         if self.evaluator is not None and self.start_step == 0:
             summary["eval_before"] = self.evaluate(0, writer)
         stop = StopFlag()
         try:
             for step in tqdm(range(self.start_step, self.steps), desc=self.config.method, unit="step",
-                             initial=self.start_step, total=self.steps):
+                             initial=self.start_step, total=self.steps, disable=not self.primary):
                 try:
                     metrics = self.step(step)
                 except SynthesisServerLost:  # raised at the step's start, before anything changed: keep it all
@@ -256,10 +273,12 @@ class Trainer:
                     break
         finally:
             stop.restore()
-            writer.close()
+            if writer is not None:
+                writer.close()
             self.close()
-        summary_lib.complete_from_disk(summary, self.run_dir)
-        summary["plots"] = plots.plot_all([self.run_dir.root])
+        if self.primary:
+            summary_lib.complete_from_disk(summary, self.run_dir)
+            summary["plots"] = plots.plot_all([self.run_dir.root])
         return summary
 
     def _finish_supervised(self, summary: dict) -> dict:
@@ -270,7 +289,8 @@ class Trainer:
                 summary["eval_after"] = self.evaluate(self.steps)
         finally:
             self.close()
-        summary["plots"] = plots.plot_all([self.run_dir.root])
+        if self.primary:
+            summary["plots"] = plots.plot_all([self.run_dir.root])
         return summary
 
     def close(self) -> None:

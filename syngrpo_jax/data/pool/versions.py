@@ -76,6 +76,19 @@ def sanitize_id(sample_id: str) -> str:
     return f"{prefix}-{hashlib.sha256(sample_id.encode('utf-8')).hexdigest()[:16]}"
 
 
+def _holds(path: str, data: bytes) -> bool:
+    """Whether the file at `path` already holds exactly `data`. Such a file is not written again: in a
+    multi-process run the other processes replay process 0's images into the files process 0 has just written on
+    the shared run directory, and renaming over a file that another host is reading can fail that read (NFS)."""
+    try:
+        if os.path.getsize(path) != len(data):
+            return False
+        with open(path, "rb") as f:
+            return f.read() == data
+    except OSError:
+        return False
+
+
 class VersionStore:
     """Every sample's versions, current image and files. Sample ids passed in are already known to be valid."""
 
@@ -156,7 +169,8 @@ class VersionStore:
         version = head.version + 1
         rel = self.synth_path(sid, version)
         path = os.path.join(self.root, rel)
-        atomic_write(path, png_bytes)
+        if not _holds(path, png_bytes):
+            atomic_write(path, png_bytes)
         self._push(sid, Version(version=version, kind="synthesized", image_path=path, path=rel,
                                 description=description, submitted_step=submitted_step, applied_step=applied_step,
                                 job_id=job_id, epoch=epoch, meta=meta))
