@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 SHAPES = ("circle", "square", "triangle", "star", "diamond", "hexagon")
+# Shapes the engine never labels or names: look-alike decoys that no expression or category can mean.
+DECOY_SHAPES = ("cross", "pentagon", "arrow", "trapezoid")
 COLORS = {  # saturated, mutually distinct, never close to the pale backgrounds
     "red": (220, 38, 38),
     "green": (22, 163, 74),
@@ -129,13 +131,14 @@ def sample_layout(rng: np.random.Generator, width: int, height: int, specs: list
             x1 = int(rng.integers(gap, width - gap - side + 1))
             y1 = int(rng.integers(gap, height - gap - side + 1))
             box = (x1, y1, x1 + side, y1 + side)
-            if all(_apart(box, o.box, gap) for o in placed):
+            if all(boxes_apart(box, o.box, gap) for o in placed):
                 placed.append(SceneObject(shape, color, size, box))
                 break
     return placed
 
 
-def _apart(a, b, gap: int) -> bool:
+def boxes_apart(a, b, gap: int) -> bool:
+    """True when boxes a and b (x1, y1, x2, y2) are at least `gap` pixels apart along x or y."""
     return a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1]
 
 
@@ -149,6 +152,15 @@ def _unit_polygon(shape: str) -> list[tuple[float, float]]:
         pts = [(0.5, 0), (1, 0.5), (0.5, 1), (0, 0.5)]
     elif shape == "hexagon":
         pts = [(math.cos(math.radians(90 + 60 * k)), -math.sin(math.radians(90 + 60 * k))) for k in range(6)]
+    elif shape == "cross":
+        a, b = 1 / 3, 2 / 3
+        pts = [(a, 0), (b, 0), (b, a), (1, a), (1, b), (b, b), (b, 1), (a, 1), (a, b), (0, b), (0, a), (a, a)]
+    elif shape == "pentagon":
+        pts = [(math.cos(math.radians(90 + 72 * k)), -math.sin(math.radians(90 + 72 * k))) for k in range(5)]
+    elif shape == "arrow":
+        pts = [(0, 0.3), (0.55, 0.3), (0.55, 0), (1, 0.5), (0.55, 1), (0.55, 0.7), (0, 0.7)]
+    elif shape == "trapezoid":
+        pts = [(0.25, 0), (0.75, 0), (1, 1), (0, 1)]
     elif shape == "star":
         pts = []
         for k in range(10):
@@ -156,7 +168,7 @@ def _unit_polygon(shape: str) -> list[tuple[float, float]]:
             a = math.radians(90 + 36 * k)
             pts.append((r * math.cos(a), -r * math.sin(a)))
     else:
-        raise ValueError(f"shape {shape!r} has no polygon; known shapes: {SHAPES}")
+        raise ValueError(f"shape {shape!r} has no polygon; known shapes: {SHAPES + DECOY_SHAPES}")
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
     x0, y0, sx, sy = min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
     return [((x - x0) / sx, (y - y0) / sy) for x, y in pts]
@@ -182,6 +194,14 @@ def render_objects(base: np.ndarray, objects, colors: dict = COLORS) -> Image.Im
     for o in objects:
         draw_shape(draw, o.shape, o.box, colors[o.color], SUPERSAMPLE)
     return canvas.resize((width, height), Image.BOX)
+
+
+def coverage(obj: SceneObject, width: int, height: int) -> np.ndarray:
+    """float32[H, W] in [0, 1]: the fraction of each pixel the object covers, drawn exactly as `render_objects`
+    draws it (the engine's true shape mask is coverage >= 0.5)."""
+    canvas = Image.new("L", (width * SUPERSAMPLE, height * SUPERSAMPLE), 0)
+    draw_shape(ImageDraw.Draw(canvas), obj.shape, obj.box, 255, SUPERSAMPLE)
+    return np.asarray(canvas.resize((width, height), Image.BOX), np.float32) / 255.0
 
 
 def render_scene(scene: Scene) -> Image.Image:

@@ -18,6 +18,8 @@ class OutpaintItem:
     prompt: str
     seed: int
     params: dict  # resolved generation params: steps, guidance, strength
+    keep: np.ndarray | None = None  # bool[H, W], the pixels that will be pasted back (the objects)
+    boxes: tuple = ()  # the ground-truth boxes in whole pixels (x0, y0, x1, y1), x1/y1 exclusive
 
 
 class Backend:
