@@ -91,6 +91,13 @@ def _difficulty(rng: np.random.Generator, cfg: EngineConfig) -> int:
     return cfg.difficulty if cfg.difficulty is not None else int(rng.integers(1, 4))
 
 
+def scene_hints(scene) -> dict:
+    """What a sample's meta records of its scene for image-specific warm-start descriptions
+    (`prompts.target_description`): the objects' colours (RGB) and the background kind."""
+    return {"object_colors": sorted({tuple(COLORS[o.color]) for o in scene.objects}),
+            "background": scene.background["kind"]}
+
+
 # Per REC difficulty: (object count range, #shapes, #colours, expression kinds, prefer multi-attribute).
 _REC_LEVELS = {
     1: ((3, 5), 3, 3, ("attribute",), False),
@@ -118,7 +125,8 @@ def rec_example(rng: np.random.Generator, cfg: EngineConfig) -> Example:
     expr, target = found
     return Example(image=render_scene(scene), task="rec", query=referring.describe(expr),
                    boxes=[list(scene.objects[target].box)], labels=[referring.describe(expr)], categories=(),
-                   answer=None, meta={"difficulty": difficulty, "expression_kind": referring.kind_of(expr)},
+                   answer=None, meta={"difficulty": difficulty, "expression_kind": referring.kind_of(expr),
+                                      **scene_hints(scene)},
                    scene={"scene": scene.to_json(), "expression": expr, "target": target})
 
 
@@ -140,7 +148,7 @@ def ovd_example(rng: np.random.Generator, cfg: EngineConfig) -> Example:
     categories = tuple(s for s in SHAPES if s in present or s in negatives)
     return Example(image=render_scene(scene), task="ovd", query="", boxes=[list(o.box) for o in scene.objects],
                    labels=[o.shape for o in scene.objects], categories=categories, answer=None,
-                   meta={"difficulty": difficulty}, scene={"scene": scene.to_json()})
+                   meta={"difficulty": difficulty, **scene_hints(scene)}, scene={"scene": scene.to_json()})
 
 
 def qa_example(rng: np.random.Generator, cfg: EngineConfig) -> Example:

@@ -1,6 +1,6 @@
 """A weightless CPU backend that paints the background a description asks for (the vocabulary in
-synth_torch.vocabulary): colours and brightness, a texture, clutter and its density, and, for "hard", look-alike
-decoys near the kept objects (synth_torch.decoys). Words outside the vocabulary are ignored; a description with
+syngrpo_jax.data.descriptions): colours and brightness, a texture, clutter and its density, and, for "hard",
+look-alike decoys near the kept objects (synth_torch.decoys). Words outside the vocabulary are ignored; a description with
 no colour word takes colours from its words' hashes, and what no word sets is drawn from the seed, so any text
 still gives its own background.
 
@@ -17,10 +17,11 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from syngrpo_jax.data import descriptions
+from syngrpo_jax.data.descriptions import BRIGHT_MIX, CLUTTER_COUNTS, DARK_SCALE, TEXTURES, Spec
 from syngrpo_jax.data.shape_scene import SceneObject, render_objects
-from synth_torch import decoys, vocabulary
+from synth_torch import decoys
 from synth_torch.backends import Backend, OutpaintItem
-from synth_torch.vocabulary import BRIGHT_MIX, CLUTTER_COUNTS, DARK_SCALE, TEXTURES, Spec
 
 _SEEDED_TEXTURES = tuple(t for t in TEXTURES if t != "plain")
 
@@ -103,7 +104,7 @@ def _clutter(canvas: Image.Image, colours: np.ndarray, level: str, rng: np.rando
 
 def render_background(description: str, seed: int, width: int, height: int) -> np.ndarray:
     """uint8[H, W, 3]: texture and clutter for a description, a pure function of (description, seed, size)."""
-    spec = vocabulary.parse(description)
+    spec = descriptions.parse(description)
     rng = _rng(description, seed, "texture")
     colours = palette(spec)
     texture = spec.texture or _SEEDED_TEXTURES[int(rng.integers(len(_SEEDED_TEXTURES)))]
@@ -120,7 +121,7 @@ def paint(item: OutpaintItem) -> tuple[np.ndarray, list[SceneObject]]:
     """The new frame for one item and the decoys drawn on it ([] unless the description asks for "hard")."""
     h, w = item.paint.shape
     background = render_background(item.prompt, item.seed, w, h)
-    if not vocabulary.parse(item.prompt).hard or item.keep is None or not item.boxes:
+    if not descriptions.parse(item.prompt).hard or item.keep is None or not item.boxes:
         return background, []
     placed = decoys.plan(_rng(item.prompt, item.seed, "decoys"), item.image, item.keep, list(item.boxes))
     return np.asarray(render_objects(background, placed)), placed

@@ -11,7 +11,8 @@ from scipy import ndimage
 from syngrpo_jax.data import engine, referring, shape_scene
 from syngrpo_jax.data.shape_scene import COLORS, DECOY_SHAPES, SHAPES, Scene, SceneObject
 from syngrpo_jax.protocol import synthesis as proto
-from synth_torch import decoys, foreground, vocabulary
+from syngrpo_jax.data import descriptions
+from synth_torch import decoys, foreground
 from synth_torch.backends import OutpaintItem
 from synth_torch.backends.procedural import paint
 from synth_torch.pipeline import Job, SynthesisPipeline
@@ -93,7 +94,7 @@ def synthesize(image, box, description, seed):
     return job
 
 
-@pytest.mark.parametrize("word", sorted(vocabulary.HARD_WORDS))
+@pytest.mark.parametrize("word", sorted(descriptions.HARD_WORDS))
 def test_hard_words_draw_decoys_near_the_target(word):
     ex, scene, t = rec(1, 1)
     image, box = np.asarray(ex.image), scene.objects[t].box

@@ -1,9 +1,9 @@
 """The procedural backend obeys its vocabulary: each word changes the rendered background in the way
-synth_torch.vocabulary documents, measured on the pixels."""
+syngrpo_jax.data.descriptions documents, measured on the pixels."""
 import numpy as np
 import pytest
 
-from synth_torch import vocabulary as V
+from syngrpo_jax.data import descriptions as V
 from synth_torch.backends.procedural import render_background
 
 W, H = 96, 80

@@ -1,4 +1,7 @@
-"""The procedural backend's vocabulary: which words of a description set which property of the new background.
+"""Background descriptions: the vocabulary the procedural backend obeys, and the varied, image-specific
+descriptions the warm start teaches (`for_sample`), written in that vocabulary so they shape the next image.
+
+The vocabulary (which words of a description set which property of the new background):
 
 A description is read as lower-case words. Words in the tables below set a property; every other word is ignored,
 except that a description naming no colour takes its colours from the hashes of its words (the fallback, so any
@@ -33,6 +36,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+
+import numpy as np
 
 COLOR_WORDS = {
     "red": (200, 40, 40), "green": (40, 160, 60), "blue": (40, 80, 200), "yellow": (230, 210, 50),
@@ -109,3 +114,42 @@ def vocabulary() -> dict[str, tuple[str, ...]]:
     """Every word the backend obeys, by property (what the policy's descriptions can use)."""
     return {"colour": tuple(COLOR_WORDS), "brightness": tuple(BRIGHTNESS_WORDS), "texture": tuple(TEXTURE_WORDS),
             "clutter": tuple(CLUTTER_WORDS), "hard": tuple(sorted(HARD_WORDS))}
+
+
+# ---- descriptions for the warm-start targets ----------------------------------------------------------------
+
+# What a target description may use: words the backend obeys (and `words` reads back), one per property.
+TARGET_TEXTURES = ("plain", "gradient", "striped", "checkered", "wavy", "noisy", "mottled")
+TARGET_CLUTTER = ("clean", "sparse", "cluttered", "dense")
+TARGET_COLOURS = tuple(w for w in COLOR_WORDS if w != "grey")  # "gray" already names that colour
+VISIBLE_DISTANCE = 110.0  # RGB distance a background colour keeps from every object colour
+# Engine background kinds (shape_scene.BACKGROUNDS) as the vocabulary's texture words.
+_ENGINE_KINDS = {"solid": "plain", "gradient": "gradient", "stripes": "striped", "noise": "noisy"}
+
+
+def for_sample(sample_id: str, object_colors=(), background: str | None = None) -> str:
+    """A new-background description for one image, in the backend's vocabulary: texture, one or two colours,
+    maybe a brightness word, a clutter word and sometimes "hard". Deterministic in its arguments, varied across
+    images, and specific to this one: the colours stay VISIBLE_DISTANCE away from every object colour in it (its
+    objects remain visible) and the texture differs from its current background kind.
+
+    object_colors: RGB triples of the image's objects (unknown: []); background: the engine background kind.
+    """
+    rng = _rng_for(sample_id)
+    current = _ENGINE_KINDS.get(background or "")
+    textures = [t for t in TARGET_TEXTURES if t != current]
+    texture = textures[int(rng.integers(len(textures)))]
+    objects = [tuple(float(v) for v in c) for c in object_colors]
+    visible = [w for w in TARGET_COLOURS
+               if all(sum((a - b) ** 2 for a, b in zip(COLOR_WORDS[w], c)) ** 0.5 >= VISIBLE_DISTANCE
+                      for c in objects)] or list(TARGET_COLOURS)
+    picks = rng.choice(len(visible), size=min(len(visible), 1 + int(rng.integers(2))), replace=False)
+    colours = [visible[int(i)] for i in sorted(picks)]
+    brightness = ("", "dark ", "bright ")[int(rng.integers(3))] if texture != "plain" else ""
+    clutter = TARGET_CLUTTER[int(rng.integers(len(TARGET_CLUTTER)))]
+    hard = ", hard" if rng.random() < 0.3 else ""
+    return f"a {brightness}{texture} {' and '.join(colours)} background, {clutter}{hard}"
+
+
+def _rng_for(sample_id: str) -> np.random.Generator:
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(f"target\0{sample_id}".encode()).digest()[:8], "little"))
