@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, spatial
 
 from synth_torch.masks import PixelBox
 
@@ -37,15 +37,11 @@ def _ring_colours(image: np.ndarray, box: PixelBox, width: int) -> np.ndarray:
 
 
 def _distance_to_ring(crop: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """float32[h, w]: each crop pixel's RGB distance to the nearest ring colour."""
-    ring = np.unique(ring.astype(np.int16), axis=0).astype(np.float32)
-    flat = crop.reshape(-1, 3).astype(np.float32)
-    best = np.full(len(flat), np.inf, np.float32)
-    for start in range(0, len(ring), 256):  # bounded memory: (pixels x 256) distances at a time
-        chunk = ring[start:start + 256]
-        d = ((flat[:, None, :] - chunk[None, :, :]) ** 2).sum(-1)
-        best = np.minimum(best, d.min(1))
-    return np.sqrt(best).reshape(crop.shape[:2])
+    """float32[h, w]: each crop pixel's RGB distance to the nearest ring colour (a k-d tree: memory linear in the
+    box, whatever its size)."""
+    tree = spatial.cKDTree(np.unique(ring, axis=0))
+    dist, _ = tree.query(crop.reshape(-1, 3).astype(np.float32), k=1)
+    return dist.astype(np.float32).reshape(crop.shape[:2])
 
 
 def box_foreground(image: np.ndarray, box: PixelBox, *, min_contrast: float = MIN_CONTRAST) -> np.ndarray:
