@@ -83,7 +83,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.tiny = ml_collections.ConfigDict(dict(  # random tiny architecture (CPU demo, tests); used without a path
         vocab_size=768, hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=256,
         vision_hidden_size=64, vision_depth=2, vision_heads=2, vision_intermediate_size=128,
-        fullatt_block_indexes=(1,)))
+        fullatt_block_indexes=(1,), rope_theta=10000.0))
     c.model.dtype = "float32"  # parameter dtype: float32 | bfloat16
     c.model.compute_dtype = ml_collections.config_dict.placeholder(str)  # default: the parameter dtype
     c.model.attention_impl = "xla"  # xla | jax_nn | cudnn
