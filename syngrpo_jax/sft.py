@@ -1,6 +1,12 @@
 """Supervised fine-tuning on ground-truth answers: the SFT baseline and the warm start before RL.
 
-    python -m syngrpo_jax.sft --config=configs/rec.py:method=sft --workdir=DIR
+    python -m syngrpo_jax.train --config=configs/rec.py:method=sft --workdir=DIR     # the SFT baseline (a run)
+    python -m syngrpo_jax.sft --config=configs/tiny_cpu.py --out=DIR                  # a warm start, exported
+
+The second form runs config.sft.steps warm-start updates (in the run's response format, from config.model) and
+writes the result as an HF model directory (config.json, safetensors, tokenizer files, warm_start.json with the
+recipe and the loss curve): a run starts RL from it with --config.model.path=DIR --config.sft.steps=0, and
+`python -m syngrpo_jax.evaluate --checkpoint=DIR` scores it.
 
 The target of a sample is a well-formed response in the run's response format whose answer is the ground truth
 in the resized image's pixels (`data.prompts.build_target`), followed by <|im_end|>. The loss is the token-mean
@@ -10,7 +16,10 @@ and the chunked log-probs are the GRPO step's.
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import os
+import shutil
 from typing import Sequence
 
 import jax
@@ -85,3 +94,61 @@ def warm_start(config, model_config, graphdef, params, pool_samples, tokenizer, 
     if losses:
         log.info("SFT: loss %.4f -> %.4f over %d steps", losses[0], losses[-1], steps)
     return params, losses
+
+
+def export_warm_start(config, out_dir: str) -> str:
+    """Warm-start the policy config.model describes for config.sft.steps and write it to out_dir (an HF model
+    directory; see the module docstring). Returns out_dir. Scratch files (data, the untrained tiny model) go to
+    out_dir + ".work"."""
+    from syngrpo_jax import policy as policy_lib
+    from syngrpo_jax.data.sources import load_samples
+    from syngrpo_jax.metrics import MetricsWriter
+    from syngrpo_jax.models.qwen2_5_vl import save_pretrained
+
+    out_dir = os.path.abspath(out_dir)
+    work = out_dir + ".work"
+    fmt = config.reward.response_format
+    samples = load_samples(config.data, os.path.join(work, "data"))
+    pol = policy_lib.load_policy(config.model, work, seed=config.seed, corpus=policy_lib.task_corpus(samples, fmt))
+    graphdef, state = nnx.split(pol.model)
+    params = nnx.to_pure_dict(state)
+    with MetricsWriter(os.path.join(work, "sft"), tensorboard=False) as writer:
+        params, losses = warm_start(config, pol.model.config, graphdef, params, samples, pol.tokenizer,
+                                    steps=config.sft.steps, batch_size=config.sft.batch_size,
+                                    learning_rate=config.sft.learning_rate, warmup_steps=config.sft.warmup_steps,
+                                    seed=config.seed, writer=writer)
+    tmp = out_dir + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_pretrained(nnx.merge(graphdef, params), tmp)
+    policy_lib.save_architecture(pol, tmp)
+    with open(os.path.join(tmp, "warm_start.json"), "w") as f:
+        json.dump({"response_format": fmt, "steps": config.sft.steps, "num_samples": len(samples),
+                   "sft": config.sft.to_dict(), "data": config.data.to_dict(), "model": config.model.to_dict(),
+                   "seed": config.seed, "loss": [round(v, 6) for v in losses]}, f, indent=1)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def _cli() -> None:
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    config = config_flags.DEFINE_config_file("config", None, "Run config file (configs/*.py[:arg]).",
+                                             lock_config=True)
+    out = flags.DEFINE_string("out", None, "The HF model directory to write.", required=True)
+
+    def main(argv) -> None:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        if config.value is None:
+            raise app.UsageError("--config is required (configs/<file>.py[:arg])")
+        if config.value.sft.steps < 1:
+            raise app.UsageError(f"sft.steps={config.value.sft.steps}: the warm start needs at least one step")
+        print(export_warm_start(config.value, out.value))
+
+    app.run(main)
+
+
+if __name__ == "__main__":
+    _cli()
