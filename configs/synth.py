@@ -101,6 +101,7 @@ def get_config(arg: str = "procedural") -> ml_collections.ConfigDict:
     # --- backend -----------------------------------------------------------------------------------------------
     c.backend = "procedural" if arg == "procedural" else "diffusers_sdxl"  # or "procedural"
     c.procedural_delay_s = 0.0  # extra seconds per job (emulates a GPU backend's latency in CPU demos)
+    c.procedural_object_scale = 1.0  # the engine object_scale of the scenes served ("hard" decoys' size classes)
     c.model = ml_collections.ConfigDict()
     c.model.base_dir = config_dict.placeholder(str)  # SDXL inpainting base, a diffusers directory
     c.model.controlnet_dir = config_dict.placeholder(str)  # ControlNetModel directory

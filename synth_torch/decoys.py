@@ -12,7 +12,9 @@ and no detection category can match a decoy.
 A kept object's attributes are read from its pixels: its colour is the engine colour nearest to the median of its
 foreground pixels (colours within EXCLUDE_DISTANCE of that median are all excluded, so a colour estimate that is
 slightly off still never lands on the object's own colour), its size class is "large" when its box side is
-nearer the large than the small range of shape_scene.SIZE_RANGES.
+nearer the large than the small range of shape_scene.SIZE_RANGES. The server must know the engine's
+object_scale for that (config.procedural_object_scale): from one object alone, "small at a large scale" and
+"large at the default scale" look the same.
 """
 from __future__ import annotations
 
@@ -28,9 +30,10 @@ NUM_DECOYS = 3  # decoys placed per image (fewer when they do not fit)
 _SIZE_SPLIT = (SIZE_RANGES["small"][1] + SIZE_RANGES["large"][0]) / 2  # side / short side between the classes
 
 
-def size_class(box: Sequence[int], width: int, height: int) -> str:
+def size_class(box: Sequence[int], width: int, height: int, scale: float = 1.0) -> str:
+    """The engine size class of an object in `box`, for scenes drawn at engine object_scale `scale`."""
     side = math.sqrt((box[2] - box[0]) * (box[3] - box[1]))
-    return "large" if side / min(width, height) >= _SIZE_SPLIT else "small"
+    return "large" if side / min(width, height) >= _SIZE_SPLIT * scale else "small"
 
 
 def excluded_colours(image: np.ndarray, keep: np.ndarray, box: Sequence[int]) -> set[str]:
@@ -46,8 +49,9 @@ def excluded_colours(image: np.ndarray, keep: np.ndarray, box: Sequence[int]) ->
 
 
 def plan(rng: np.random.Generator, image: np.ndarray, keep: np.ndarray, boxes: Sequence[Sequence[int]],
-         count: int = NUM_DECOYS) -> list[SceneObject]:
-    """Up to `count` decoys near the kept objects, none overlapping a box or another decoy (see module doc)."""
+         count: int = NUM_DECOYS, scale: float = 1.0) -> list[SceneObject]:
+    """Up to `count` decoys near the kept objects, none overlapping a box or another decoy (see module doc).
+    scale: the engine object_scale the scenes were drawn at (size classes, and the decoys' sizes, follow it)."""
     height, width = image.shape[:2]
     if not boxes:
         return []
@@ -55,13 +59,13 @@ def plan(rng: np.random.Generator, image: np.ndarray, keep: np.ndarray, boxes: S
     sizes = set()
     for box in boxes:
         colours -= excluded_colours(image, keep, box)
-        sizes.add(size_class(box, width, height))
+        sizes.add(size_class(box, width, height, scale))
     if not colours or len(sizes) != 1:
         return []  # no colour or no size class differs from every kept object: no safe decoy
     size = "small" if sizes == {"large"} else "large"
     colours = sorted(colours)
     gap, short = max(3, min_gap(width, height)), min(width, height)
-    lo, hi = (math.ceil(r * short) for r in SIZE_RANGES[size])
+    lo, hi = (math.ceil(r * scale * short) for r in SIZE_RANGES[size])
     placed: list[SceneObject] = []
     for _ in range(count):
         for _ in range(60):

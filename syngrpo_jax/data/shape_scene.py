@@ -30,6 +30,7 @@ COLORS = {  # saturated, mutually distinct, never close to the pale backgrounds
 SIZES = ("small", "large")
 # Side of an object's (square) box as a fraction of the image's shorter side, per size class.
 SIZE_RANGES = {"small": (0.10, 0.14), "large": (0.20, 0.26)}
+MAX_OBJECT_SCALE = 1.9  # a large object's side stays under half the image
 BACKGROUNDS = ("solid", "gradient", "stripes", "noise")
 SUPERSAMPLE = 4
 
@@ -117,13 +118,14 @@ def render_background(bg: dict, width: int, height: int) -> np.ndarray:
 
 
 def sample_layout(rng: np.random.Generator, width: int, height: int, specs: list[tuple[str, str, str]],
-                  max_tries: int = 200) -> list[SceneObject]:
-    """Places objects given as (shape, colour, size) without overlap; objects that do not fit are dropped."""
+                  max_tries: int = 200, scale: float = 1.0) -> list[SceneObject]:
+    """Places objects given as (shape, colour, size) without overlap; objects that do not fit are dropped.
+    `scale` multiplies both SIZE_RANGES classes (their ratio, hence the gap between them, stays)."""
     gap = min_gap(width, height)
     short = min(width, height)
     placed: list[SceneObject] = []
     for shape, color, size in specs:
-        lo, hi = SIZE_RANGES[size]
+        lo, hi = (r * scale for r in SIZE_RANGES[size])
         for _ in range(max_tries):
             side = int(rng.integers(math.ceil(lo * short), math.floor(hi * short) + 1))
             if side + 2 * gap > min(width, height):
@@ -210,13 +212,13 @@ def render_scene(scene: Scene) -> Image.Image:
 
 
 def sample_scene(rng: np.random.Generator, width: int, height: int, num_objects: int,
-                 shapes=SHAPES, colors=tuple(COLORS), sizes=SIZES) -> Scene:
+                 shapes=SHAPES, colors=tuple(COLORS), sizes=SIZES, scale: float = 1.0) -> Scene:
     """A random scene with up to `num_objects` objects whose attributes are drawn from the given vocabularies."""
     specs = [(shapes[int(rng.integers(len(shapes)))], colors[int(rng.integers(len(colors)))],
               sizes[int(rng.integers(len(sizes)))]) for _ in range(num_objects)]
     # Large objects first: they are the hard ones to fit.
     specs.sort(key=lambda s: s[2] != "large")
-    objects = sample_layout(rng, width, height, specs)
+    objects = sample_layout(rng, width, height, specs, scale=scale)
     order = rng.permutation(len(objects))
     return Scene(width, height, sample_background(rng), tuple(objects[i] for i in order))
 

@@ -52,7 +52,8 @@ def make_backend(config) -> Backend:
     if config.backend == "procedural":
         from synth_torch.backends.procedural import ProceduralBackend
 
-        return ProceduralBackend(delay_s=config.procedural_delay_s)
+        return ProceduralBackend(delay_s=config.procedural_delay_s,
+                                 object_scale=config.get("procedural_object_scale", 1.0))
     if config.backend == "diffusers_sdxl":
         from synth_torch.backends.diffusers_sdxl import DiffusersSDXLBackend
 

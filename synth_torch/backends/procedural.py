@@ -117,24 +117,28 @@ def render_background(description: str, seed: int, width: int, height: int) -> n
     return np.asarray(_clutter(canvas, colours, clutter, _rng(description, seed, "clutter")))
 
 
-def paint(item: OutpaintItem) -> tuple[np.ndarray, list[SceneObject]]:
-    """The new frame for one item and the decoys drawn on it ([] unless the description asks for "hard")."""
+def paint(item: OutpaintItem, object_scale: float = 1.0) -> tuple[np.ndarray, list[SceneObject]]:
+    """The new frame for one item and the decoys drawn on it ([] unless the description asks for "hard");
+    object_scale: the engine object scale of the scenes served (decoy size classes follow it)."""
     h, w = item.paint.shape
     background = render_background(item.prompt, item.seed, w, h)
     if not descriptions.parse(item.prompt).hard or item.keep is None or not item.boxes:
         return background, []
-    placed = decoys.plan(_rng(item.prompt, item.seed, "decoys"), item.image, item.keep, list(item.boxes))
+    placed = decoys.plan(_rng(item.prompt, item.seed, "decoys"), item.image, item.keep, list(item.boxes),
+                         scale=object_scale)
     return np.asarray(render_objects(background, placed)), placed
 
 
 class ProceduralBackend(Backend):
     name = "procedural"
 
-    def __init__(self, delay_s: float = 0.0):
+    def __init__(self, delay_s: float = 0.0, object_scale: float = 1.0):
         self.delay_s = delay_s
+        self.object_scale = object_scale
 
     def identity(self) -> dict:
-        return {"backend": self.name, "model": "procedural-v2", "device": "cpu", "delay_s": self.delay_s}
+        return {"backend": self.name, "model": "procedural-v2", "device": "cpu", "delay_s": self.delay_s,
+                "object_scale": self.object_scale}
 
     def batch_key(self, width, height, params):
         return ("any",)  # painting is per image; batching only saves queue round trips
@@ -142,7 +146,7 @@ class ProceduralBackend(Backend):
     def outpaint(self, items: list[OutpaintItem]) -> list[np.ndarray]:
         out = []
         for item in items:
-            out.append(paint(item)[0])
+            out.append(paint(item, self.object_scale)[0])
             if self.delay_s:
                 time.sleep(self.delay_s)
         return out

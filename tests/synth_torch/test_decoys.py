@@ -20,8 +20,9 @@ from synth_torch.pipeline import Job, SynthesisPipeline
 SIZE = 112
 
 
-def rec(index, difficulty):
-    ex = engine.make_example("rec", 0, index, engine.EngineConfig(width=SIZE, height=SIZE, difficulty=difficulty))
+def rec(index, difficulty, scale=1.0):
+    ex = engine.make_example("rec", 0, index, engine.EngineConfig(width=SIZE, height=SIZE, difficulty=difficulty,
+                                                                   object_scale=scale))
     scene = Scene.from_json(ex.scene["scene"])
     return ex, scene, ex.scene["target"]
 
@@ -60,7 +61,7 @@ def components(image):
     return out
 
 
-def read_object(image, mask, box):
+def read_object(image, mask, box, scale):
     """An object read from pixels: nearest engine colour, best-matching polygon, size class from its box."""
     median = np.median(image[mask].astype(float), axis=0)
     color = min(COLORS, key=lambda c: np.linalg.norm(median - np.array(COLORS[c])))
@@ -72,7 +73,7 @@ def read_object(image, mask, box):
 
     shape = max(SHAPES + DECOY_SHAPES, key=fit)
     side = np.sqrt((box[2] - box[0]) * (box[3] - box[1])) / min(w, h)
-    size = "large" if side >= 0.17 else "small"
+    size = "large" if side >= 0.17 * scale else "small"  # between the engine's two (scaled) size ranges
     return SceneObject(shape, color, size, box)
 
 
@@ -115,16 +116,17 @@ def test_hard_words_draw_decoys_near_the_target(word):
     assert not changed[outside].any()  # and nothing else changes
 
 
-def test_synthesized_rec_samples_resolve_to_exactly_one_object(helpers):
+@pytest.mark.parametrize("scale", [1.0, 1.8])
+def test_synthesized_rec_samples_resolve_to_exactly_one_object(helpers, scale):
     """Through the real pipeline (foreground estimate + procedural backend): the synthesized image holds the
     target and the decoys, nothing else object-like; read back from its pixels, the sample's expression still
     means the target alone."""
-    pipe = SynthesisPipeline(helpers.load_config())
+    pipe = SynthesisPipeline(helpers.load_config(procedural_object_scale=scale))
     description = "a plain snow backdrop, hard"
     checked = with_decoys = 0
     for i in range(6):
         for difficulty in (1, 2):
-            ex, scene, t = rec(i, difficulty)
+            ex, scene, t = rec(i, difficulty, scale)
             target = scene.objects[t]
             image = np.asarray(ex.image)
             (oc,) = pipe.run([synthesize(image, target.box, description, seed=i)], time.perf_counter())
@@ -132,8 +134,8 @@ def test_synthesized_rec_samples_resolve_to_exactly_one_object(helpers):
             out = np.asarray(Image.open(io.BytesIO(oc.image_png)).convert("RGB"))
             keep = foreground.estimate(image, [target.box])
             item = OutpaintItem(image, ~keep, description, i, {}, keep=keep, boxes=(target.box,))
-            planned = paint(item)[1]
-            found = [read_object(out, m, b) for m, b in components(out)]
+            planned = paint(item, scale)[1]
+            found = [read_object(out, m, b, scale) for m, b in components(out)]
             assert len(found) == 1 + len(planned)
             for d in planned:  # every planned decoy is drawn, and reads back as what it is
                 assert any((o.shape, o.color, o.size) == (d.shape, d.color, d.size) and box_iou(o.box, d.box) > 0.8
@@ -146,7 +148,7 @@ def test_synthesized_rec_samples_resolve_to_exactly_one_object(helpers):
             assert referring.resolve(ex.scene["expression"], synthesized) == [index]
             checked += 1
             with_decoys += bool(planned)
-    assert checked == 12 and with_decoys >= 10
+    assert checked == 12 and with_decoys >= 8
 
 
 def test_no_decoy_without_a_safe_choice():
