@@ -205,7 +205,9 @@ def _rewards_synthesis_and_eval(c: ml_collections.ConfigDict) -> None:
     c.synthesis.timeout_s = 120.0
     c.synthesis.sync_timeout_s = 300.0
 
-    c.sft = ml_collections.ConfigDict(dict(steps=0, batch_size=8, learning_rate=1e-4, warmup_steps=0))
+    # answer_weight: loss weight of the target's <answer> tokens relative to the rest (see sft's module docstring)
+    c.sft = ml_collections.ConfigDict(dict(steps=0, batch_size=8, learning_rate=1e-4, warmup_steps=0,
+                                           answer_weight=1.0))
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 16

@@ -9,9 +9,12 @@ recipe and the loss curve): a run starts RL from it with --config.model.path=DIR
 `python -m syngrpo_jax.evaluate --checkpoint=DIR` scores it.
 
 The target of a sample is a well-formed response in the run's response format whose answer is the ground truth
-in the resized image's pixels (`data.prompts.build_target`), followed by <|im_end|>. The loss is the token-mean
-negative log-likelihood of the target tokens given the prompt and image; the batch layout (prompt + one response)
-and the chunked log-probs are the GRPO step's.
+in the resized image's pixels (`data.prompts.build_target`), followed by <|im_end|>. The loss is the weighted
+token-mean negative log-likelihood of the target tokens given the prompt and image: tokens from <answer> on weigh
+config.sft.answer_weight, the others 1 (with 1, the plain token mean). The fixed think text and the tags are learned
+in a few steps; the description is free text with much irreducible entropy, and at weight 1 its gradient drowns
+the few coordinate tokens, so a tiny model learns the format long before it learns where objects are. The batch
+layout (prompt + one response) and the chunked log-probs are the GRPO step's.
 """
 from __future__ import annotations
 
@@ -38,32 +41,55 @@ from syngrpo_jax.rollout.requests import PreparedRequest, prepare_request
 log = logging.getLogger(__name__)
 
 
+ANSWER_TAG = "<answer>"
+
+
+def target_tokens(tokenizer, target: str, answer_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, weights) of one SFT target followed by <|im_end|>: weight answer_weight from the token holding the
+    first character of <answer> on (BPE may merge it with the tag before: the tiny tokenizer has "><"), 1 before."""
+    encoding = tokenizer.backend.encode(target, add_special_tokens=False)
+    ids = list(encoding.ids) + [tokenizer.im_end_id]
+    weights = np.ones(len(ids), np.float32)
+    at = target.find(ANSWER_TAG)
+    if at >= 0 and answer_weight != 1.0:
+        first = next(i for i, (_, end) in enumerate(encoding.offsets) if end > at)
+        weights[first:] = answer_weight
+    return np.asarray(ids), weights
+
+
 def sft_batch(config, prepared: Sequence[PreparedRequest], tokenizer, fmt: str, *, prompt_multiple: int = 64,
-              response_multiple: int = 32) -> TrainBatch:
-    """Prompt + ground-truth target rows (one per sample); targets are padded to a multiple of response_multiple
-    (the run passes its max_tokens, so every SFT batch has one response shape)."""
-    targets = [[np.asarray(tokenizer.encode(build_target(p.sample, fmt, p.model_hw)) + [tokenizer.im_end_id])]
-               for p in prepared]
-    return build_train_batch(config, [p.request for p in prepared], targets, np.zeros(len(prepared), np.float32),
-                             pad_id=tokenizer.pad_id, prompt_multiple=prompt_multiple,
-                             response_multiple=response_multiple)
+              response_multiple: int = 32, answer_weight: float = 1.0) -> tuple[TrainBatch, np.ndarray]:
+    """Prompt + ground-truth target rows (one per sample) and the loss weight of every target token ([M, N, T],
+    0 at padding); targets are padded to a multiple of response_multiple (the run passes its max_tokens, so every
+    SFT batch has one response shape)."""
+    rows = [target_tokens(tokenizer, build_target(p.sample, fmt, p.model_hw), answer_weight) for p in prepared]
+    batch = build_train_batch(config, [p.request for p in prepared], [[ids] for ids, _ in rows],
+                              np.zeros(len(prepared), np.float32), pad_id=tokenizer.pad_id,
+                              prompt_multiple=prompt_multiple, response_multiple=response_multiple)
+    weights = np.zeros(batch.response_mask.shape, np.float32)
+    for i, (_, w) in enumerate(rows):
+        weights[0, i, :len(w)] = w
+    return batch, weights
 
 
-def nll(graphdef, params, batch: TrainBatch, chunk: int = 128):
-    """Token-mean negative log-likelihood of the target tokens over all micro-batches."""
+def nll(graphdef, params, batch: TrainBatch, weights=None, chunk: int = 128):
+    """Weighted token-mean negative log-likelihood of the target tokens over all micro-batches (weights: [M, N, T],
+    default the response mask)."""
     model = nnx.merge(graphdef, params)
+    weights = batch.response_mask if weights is None else weights
 
-    def one(mb):
+    def one(args):
+        mb, w = args
         logp, _ = response_logprobs(model, mb.inputs, mb.response_ids, chunk=chunk)
-        return jnp.sum(-logp * mb.response_mask), jnp.sum(mb.response_mask)
+        return jnp.sum(-logp * w), jnp.sum(w)
 
-    sums, counts = jax.lax.map(one, batch)
-    return jnp.sum(sums) / jnp.maximum(jnp.sum(counts), 1.0)
+    sums, counts = jax.lax.map(one, (batch, weights))
+    return jnp.sum(sums) / jnp.maximum(jnp.sum(counts), 1e-6)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
-def sft_step(graphdef, tx, params, opt_state, batch: TrainBatch):
-    loss, grads = jax.value_and_grad(lambda p: nll(graphdef, p, batch))(params)
+def sft_step(graphdef, tx, params, opt_state, batch: TrainBatch, weights):
+    loss, grads = jax.value_and_grad(lambda p: nll(graphdef, p, batch, weights))(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, {"sft/loss": loss, "sft/grad_norm": optax.tree.norm(grads)}
 
@@ -72,6 +98,7 @@ def warm_start(config, model_config, graphdef, params, pool_samples, tokenizer, 
                learning_rate: float, warmup_steps: int = 0, seed: int = 0, writer=None):
     """`steps` SFT updates on batches drawn (seeded, without replacement per pass) from pool_samples."""
     fmt = config.reward.response_format
+    answer_weight = float(config.sft.get("answer_weight", 1.0))
     tx = make_optimizer(learning_rate=learning_rate, total_steps=steps, warmup_steps=min(warmup_steps, steps),
                         max_grad_norm=config.optim.max_grad_norm, frozen=tuple(config.optim.frozen))
     opt_state = tx.init(params)
@@ -84,10 +111,11 @@ def warm_start(config, model_config, graphdef, params, pool_samples, tokenizer, 
         if len(order) < batch_size:
             order += rng.permutation(len(prepared)).tolist()
         idx, order = order[:batch_size], order[batch_size:]
-        batch = sft_batch(model_config, [prepared[i] for i in idx], tokenizer, fmt,
-                          prompt_multiple=config.rollout.prompt_multiple,
-                          response_multiple=config.rollout.response_multiple or config.rollout.max_tokens)
-        params, opt_state, metrics = sft_step(graphdef, tx, params, opt_state, batch)
+        batch, weights = sft_batch(model_config, [prepared[i] for i in idx], tokenizer, fmt,
+                                   prompt_multiple=config.rollout.prompt_multiple,
+                                   response_multiple=config.rollout.response_multiple or config.rollout.max_tokens,
+                                   answer_weight=answer_weight)
+        params, opt_state, metrics = sft_step(graphdef, tx, params, opt_state, batch, weights)
         losses.append(float(metrics["sft/loss"]))
         if writer is not None:
             writer.write(step + 1, {k: float(v) for k, v in metrics.items()} | {"sft/step": step + 1})
