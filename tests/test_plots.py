@@ -215,3 +215,15 @@ def test_plot_all_and_cli(runs, tmp_path):
     assert os.path.dirname(written[0]) == str(tmp_path / "two")
     with pytest.raises(SystemExit):
         plots.main([f"--workdir={runs['grpo']}", "--labels=a,b"])
+
+
+def test_curves_plot_the_training_images_complexity(tmp_path):
+    """data/bytes_per_pixel and data/edge_density (logged per step by the trainer) get their own panel."""
+    bpp, edges = [0.1, 0.2, 0.4, 0.5], [0.05, 0.1, 0.3, 0.2]
+    with MetricsWriter(str(tmp_path), tensorboard=False) as w:
+        for step, (b, e) in enumerate(zip(bpp, edges), 1):
+            w.write(step, {"entropy": 1.0, "data/bytes_per_pixel": b, "data/edge_density": e})
+    fig = plots.plot_curves(str(tmp_path), str(tmp_path / "c.png"))
+    panel = next(ax for ax in fig.axes if ax.get_title() == "Training-image background complexity")
+    ys = {line.get_gid().split("|")[1]: line.get_ydata().tolist() for line in panel.get_lines() if line.get_gid()}
+    assert ys == {"data/bytes_per_pixel": bpp, "data/edge_density": edges}

@@ -30,7 +30,7 @@ STEP_FIELDS = {
     "step", "epoch", "lr", "reward/accuracy", "reward/format", "reward/diversity", "reward/total", "diversity/V_batch",
     "entropy", "loss", "pg_loss", "clip_frac_low", "clip_frac_high", "grad_norm", "response_length_mean",
     "response_length_max", "pool/synthesized_samples", "time/rollout", "time/rewards", "time/synthesis",
-    "time/waiting", "time/update", "time/weight_sync", "time/step"}
+    "time/waiting", "time/update", "time/weight_sync", "time/step", "data/bytes_per_pixel", "data/edge_density"}
 SYNTHESIS_FIELDS = {"synthesis/submitted", "synthesis/completed", "synthesis/failed", "synthesis/in_flight",
                     "synthesis/timed_out", "synthesis/server_up"}
 

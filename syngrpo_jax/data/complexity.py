@@ -1,5 +1,8 @@
 """How complex an image's background is: what the paper's Fig. 8 shows growing over epochs of synthesis.
 
+The trainer logs their means over each step's training images (`samples_complexity`) as data/bytes_per_pixel
+and data/edge_density, so their rise over epochs of synthesis can be plotted.
+
 Two measures, both of the background only (the pixels outside the ground-truth boxes), both pure functions:
 
   bytes_per_pixel  zlib-compressed size (level 9) of the image with its boxes blanked out, per background
@@ -52,3 +55,11 @@ def background_complexity(image: np.ndarray, boxes: Sequence[Sequence[float]]) -
     """{"bytes_per_pixel", "edge_density"} of the background of an image with these ground-truth boxes."""
     mask = background_mask(boxes, image.shape[0], image.shape[1])
     return {"bytes_per_pixel": bytes_per_pixel(image, mask), "edge_density": edge_density(image, mask)}
+
+
+def samples_complexity(samples) -> dict[str, float]:
+    """Means of `background_complexity` over the current images of data.sample.Sample objects ({} for none)."""
+    from syngrpo_jax.data.sample import load_image
+
+    rows = [background_complexity(np.asarray(load_image(s).convert("RGB")), s.boxes) for s in samples]
+    return {k: float(np.mean([r[k] for r in rows])) for k in ("bytes_per_pixel", "edge_density")} if rows else {}

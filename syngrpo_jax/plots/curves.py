@@ -19,6 +19,9 @@ CURVE_PANELS = [
     ("Format reward", [("reward/format", "", "-", True)]),
     ("Diversity reward", [("reward/diversity", "", "-", True)]),
     ("Total reward", [("reward/total", "", "-", True)]),
+    # The paper's Fig. 8: backgrounds of the images trained on grow more complex over epochs of synthesis.
+    ("Training-image background complexity", [("data/bytes_per_pixel", "compressed bytes/pixel", "-", True),
+                                               ("data/edge_density", "edge density", "--", True)]),
 ]
 TRAINING_PANELS = [
     ("Loss", [("loss", "", "-", True)]),
@@ -97,7 +100,8 @@ def _panel_figure(panels, runs: Sequence[Run], smoothing: float, suptitle: str) 
 
 def plot_curves(workdirs: str | Sequence[str], out_path: str, labels: Sequence[str] | None = None,
                 smoothing: float = 0.0) -> Figure:
-    """curves.png: token entropy, answer diversity (V_batch, V_global) and rewards over steps, one colour per run.
+    """curves.png: token entropy, answer diversity (V_batch, V_global), rewards and the training images' background
+    complexity (data.complexity) over steps, one colour per run.
 
     Returns the Figure (its lines' gids name run, metric and raw/smooth). Raises ValueError if no run logged
     any of these metrics.

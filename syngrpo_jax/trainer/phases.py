@@ -20,6 +20,7 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from syngrpo_jax.data.complexity import samples_complexity
 from syngrpo_jax.data.sample import Sample
 from syngrpo_jax.grpo.advantages import group_advantages
 from syngrpo_jax.rewards.group_rewards import GroupRewards, choose_descriptions, score_groups
@@ -126,5 +127,6 @@ def step_metrics(result: RolloutResult, scored: Scored, update: dict, host, *, l
         "diversity/V_global": host.smoother.v_g if use_diversity else None,
         "diversity/pred_score": float(np.nanmean(r.pred_score)) if np.isfinite(r.pred_score).any() else None,
         "entropy": update.pop("token_entropy"), **update, **result.metrics, **host.metrics(), **times,
+        **{f"data/{k}": v for k, v in samples_complexity([p.sample for p in result.prepared]).items()},
     }
     return {k: v for k, v in metrics.items() if v is not None}

@@ -42,3 +42,26 @@ def test_complexity_grows_with_texture_and_clutter():
         for a, b in zip(clean, cluttered):
             assert b[key] > a[key], key  # clutter adds complexity to every texture
         assert noisy[key] > max(v[key] for v in cluttered) and noisy[key] > 5 * max(plain[key], 1e-3)
+
+
+def test_samples_complexity_is_the_mean_over_the_samples_images(tmp_path):
+    from PIL import Image
+
+    from syngrpo_jax.data.complexity import samples_complexity
+    from syngrpo_jax.data.sample import Sample
+
+    rng = np.random.default_rng(0)
+    images = [np.full((48, 64, 3), 200, np.uint8), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)]
+    box = [10.0, 8.0, 30.0, 28.0]
+    samples = []
+    for i, im in enumerate(images):
+        path = str(tmp_path / f"{i}.png")
+        Image.fromarray(im).save(path)
+        samples.append(Sample(sample_id=str(i), task="rec", image_path=path, query="the shape", boxes=[box],
+                              labels=["the shape"]))
+    got = samples_complexity(samples)
+    each = [background_complexity(im, [box]) for im in images]
+    for k in ("bytes_per_pixel", "edge_density"):
+        assert got[k] == np.mean([e[k] for e in each])
+    assert each[0]["edge_density"] == 0.0 and each[1]["edge_density"] > 0.5
+    assert samples_complexity([]) == {}
