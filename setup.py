@@ -11,6 +11,7 @@ from setuptools import find_packages, setup
 
 CORE = [
     "numpy>=1.26",
+    "scipy",  # connected components (the data server's foreground estimate); jax needs it too
     "ml_dtypes",
     "jax>=0.10.2",
     "flax>=0.12.8",

@@ -87,12 +87,13 @@ def get_config(arg: str = "procedural") -> ml_collections.ConfigDict:
     # --- masks -----------------------------------------------------------------------------------------------
     c.mask = ml_collections.ConfigDict()
     c.mask.dilation_px = 8  # the outpaint mask grows this far over the foreground's edge (blends the seam;
-    #   ground-truth box pixels are pasted back exactly afterwards regardless)
+    #   the kept foreground's pixels are pasted back exactly afterwards regardless)
     c.mask.feather_px = 4.0  # Gaussian blur radius of the mask edge when compositing (0 = hard edge)
 
     # --- segmentation (refines the foreground beyond the boxes) ----------------------------------------------
     c.segmentation = ml_collections.ConfigDict()
-    c.segmentation.model = "none"  # "none" (foreground = union of boxes) or "ben2" (needs the ben2 package)
+    c.segmentation.model = "estimate"  # "estimate" (CPU: the object inside each box, synth_torch.foreground),
+    #   "ben2" (needs the ben2 package and weights) or "none" (foreground = the union of the boxes)
     c.segmentation.weights_path = config_dict.placeholder(str)  # BEN2_Base.pth, a local file
     c.segmentation.threshold = 0.5  # alpha above this counts as foreground
     c.segmentation.margin_px = 16  # segmented pixels this close to a box are kept as foreground too
@@ -100,6 +101,7 @@ def get_config(arg: str = "procedural") -> ml_collections.ConfigDict:
     # --- backend -----------------------------------------------------------------------------------------------
     c.backend = "procedural" if arg == "procedural" else "diffusers_sdxl"  # or "procedural"
     c.procedural_delay_s = 0.0  # extra seconds per job (emulates a GPU backend's latency in CPU demos)
+    c.procedural_object_scale = 1.0  # the engine object_scale of the scenes served ("hard" decoys' size classes)
     c.model = ml_collections.ConfigDict()
     c.model.base_dir = config_dict.placeholder(str)  # SDXL inpainting base, a diffusers directory
     c.model.controlnet_dir = config_dict.placeholder(str)  # ControlNetModel directory

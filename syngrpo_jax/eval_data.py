@@ -23,6 +23,8 @@ Fields of one split (`config.eval.splits.<name>`; the name labels its metrics, t
   families                engine, qa: comma-separated QA families (data.qa.FAMILIES); "" all of them
   photo                   engine, qa: photo-like variants (data.photo)
   stratified              engine, qa: every (family, difficulty) equally often
+  min_objects, max_objects  engine (rec, ovd): object count range; 0, 0: the difficulty's
+  object_scale            engine (rec, ovd): object size factor (1: the engine's sizes)
 
 Fields a split leaves out take the defaults in SPLIT_DEFAULTS (`task` has none); an unknown field is an error (a
 typo would otherwise silently evaluate something else). `config.eval.num_samples` (0: all) keeps the first N
@@ -38,12 +40,14 @@ from typing import Any, Mapping
 from syngrpo_jax.data import engine, sources
 from syngrpo_jax.data.coco_detection import read_coco_detection
 from syngrpo_jax.data.sample import DETECTION_TASKS, TASKS, Sample
+from syngrpo_jax.data.shape_scene import MAX_OBJECT_SCALE
 
 log = logging.getLogger(__name__)
 
 SPLIT_DEFAULTS: dict[str, Any] = dict(
     task="", source="engine", path="", image_root="", max_boxes_per_category=0,
     num=64, seed=1, size=112, difficulty=0, families="", photo=False, stratified=False,
+    min_objects=0, max_objects=0, object_scale=1.0,
 )
 
 
@@ -97,6 +101,13 @@ def split_fields(name: str, split: Mapping[str, Any]) -> dict[str, Any]:
                 x not in engine.QA_CATEGORIES for x in sources.engine_families(f["families"])):
             raise SplitConfigError(name, "families", f["families"],
                                    f"comma-separated names from {list(engine.QA_CATEGORIES)} ('' for all)")
+        lo, hi = f["min_objects"], f["max_objects"]
+        if not (isinstance(lo, int) and isinstance(hi, int)) or not ((lo, hi) == (0, 0) or 1 <= lo <= hi):
+            raise SplitConfigError(name, "max_objects" if isinstance(lo, int) and lo >= 1 else "min_objects",
+                                   hi if isinstance(lo, int) and lo >= 1 else lo,
+                                   "min_objects <= max_objects, both >= 1 (or both 0: the difficulty's range)")
+        if not isinstance(f["object_scale"], (int, float)) or not 0.5 <= f["object_scale"] <= MAX_OBJECT_SCALE:
+            raise SplitConfigError(name, "object_scale", f["object_scale"], f"must be in [0.5, {MAX_OBJECT_SCALE}]")
     return f
 
 
@@ -105,7 +116,8 @@ def read_split(name: str, f: Mapping[str, Any], data_dir: str) -> list[Sample]:
     if f["source"] == "engine":
         return sources.engine_samples(f["task"], data_dir, num=f["num"], seed=f["seed"], size=f["size"],
                                       difficulty=f["difficulty"], families=f["families"], photo=f["photo"],
-                                      stratified=f["stratified"], split=name)
+                                      stratified=f["stratified"], split=name, min_objects=f["min_objects"],
+                                      max_objects=f["max_objects"], object_scale=f["object_scale"])
     if f["task"] in DETECTION_TASKS:
         return read_coco_detection(f["path"], f["image_root"] or None, task=f["task"], split=name,
                                    max_boxes_per_category=f["max_boxes_per_category"] or None)

@@ -79,7 +79,7 @@ def build_tiny(out_dir: str, tiny, seed: int, corpus: Sequence[str] = ()) -> str
         num_kv_heads=tiny.num_kv_heads, intermediate_size=tiny.intermediate_size,
         vision_hidden_size=tiny.vision_hidden_size, vision_depth=tiny.vision_depth,
         vision_heads=tiny.vision_heads, vision_intermediate_size=tiny.vision_intermediate_size,
-        fullatt_block_indexes=tuple(tiny.fullatt_block_indexes))
+        fullatt_block_indexes=tuple(tiny.fullatt_block_indexes), rope_theta=float(tiny.rope_theta))
     qwen2_5_vl.save_pretrained(qwen2_5_vl.init_random(config, seed=seed), tmp)
     # A hub checkpoint's image-processor settings, so processors that read the directory (vLLM's) load it too.
     atomic_write_json(os.path.join(tmp, "preprocessor_config.json"),

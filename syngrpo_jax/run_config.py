@@ -112,7 +112,7 @@ def _model_and_data(c: ml_collections.ConfigDict) -> None:
     c.model.tiny = ml_collections.ConfigDict(dict(  # random tiny architecture (CPU demo, tests); used without a path
         vocab_size=768, hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=256,
         vision_hidden_size=64, vision_depth=2, vision_heads=2, vision_intermediate_size=128,
-        fullatt_block_indexes=(1,)))
+        fullatt_block_indexes=(1,), rope_theta=10000.0))
     c.model.dtype = "float32"  # parameter dtype: float32 | bfloat16
     c.model.compute_dtype = ml_collections.config_dict.placeholder(str)  # default: the parameter dtype
     c.model.attention_impl = "xla"  # xla | jax_nn | cudnn
@@ -133,9 +133,10 @@ def _model_and_data(c: ml_collections.ConfigDict) -> None:
     c.data.image_root = ""  # files: image paths in the data are relative to this
     c.data.num_samples = 0  # train on the first N samples (0: all); the paper uses 2,000
     # engine: num, seed, size (px), difficulty (1-3; 0 draws it per sample); QA only: families (comma-separated
-    # names of data.qa.FAMILIES; "" all), photo (photo-like variants), stratified (every family x difficulty alike)
+    # names of data.qa.FAMILIES; "" all), photo (photo-like variants), stratified (every family x difficulty alike);
+    # rec/ovd only: min_objects/max_objects (object count range; 0, 0: the difficulty's), object_scale (sizes)
     c.data.engine = ml_collections.ConfigDict(dict(num=64, seed=0, size=112, difficulty=0, families="", photo=False,
-                                                   stratified=False))
+                                                   stratified=False, min_objects=0, max_objects=0, object_scale=1.0))
     c.data.min_pixels = 56 * 56  # image resizing for the model (Qwen2.5-VL smart_resize bounds)
     c.data.max_pixels = 12845056
     c.data.sampling = "uniform"  # uniform (epochs without replacement) | difficulty (pass-rate aware)
@@ -231,7 +232,9 @@ def _rewards_synthesis_and_eval(c: ml_collections.ConfigDict) -> None:
     c.synthesis.max_restarts = 2
     c.synthesis.on_server_lost = "stop"
 
-    c.sft = ml_collections.ConfigDict(dict(steps=0, batch_size=8, learning_rate=1e-4, warmup_steps=0))
+    # answer_weight: loss weight of the target's <answer> tokens relative to the rest (see sft's module docstring)
+    c.sft = ml_collections.ConfigDict(dict(steps=0, batch_size=8, learning_rate=1e-4, warmup_steps=0,
+                                           answer_weight=1.0))
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 16

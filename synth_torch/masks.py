@@ -1,4 +1,4 @@
-"""Foreground and outpaint masks, compositing, and the exact paste-back of ground-truth boxes.
+"""Foreground and outpaint masks, compositing, and the exact paste-back of the kept foreground.
 
 Box rounding (the same everywhere, and the reason the paste-back check can be exact): a box [x0, y0, x1, y1] in
 original-image pixels covers columns floor(x0) .. ceil(x1) - 1 and rows floor(y0) .. ceil(y1) - 1, clipped to
@@ -81,12 +81,11 @@ def composite(original: np.ndarray, generated: np.ndarray, alpha: np.ndarray) ->
     return out
 
 
-def paste_boxes(dst: np.ndarray, src: np.ndarray, boxes: Sequence[PixelBox]) -> None:
-    """Copies src's pixels inside every box into dst, in place."""
-    for x0, y0, x1, y1 in boxes:
-        dst[y0:y1, x0:x1] = src[y0:y1, x0:x1]
+def paste_kept(dst: np.ndarray, src: np.ndarray, keep: np.ndarray) -> None:
+    """Copies src's pixels where `keep` (bool[H, W]) is True into dst, in place."""
+    dst[keep] = src[keep]
 
 
-def boxes_identical(a: np.ndarray, b: np.ndarray, boxes: Sequence[PixelBox]) -> bool:
-    """True when a and b hold exactly the same pixels inside every box."""
-    return a.shape == b.shape and all(np.array_equal(a[y0:y1, x0:x1], b[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes)
+def kept_identical(a: np.ndarray, b: np.ndarray, keep: np.ndarray) -> bool:
+    """True when a and b hold exactly the same pixels wherever `keep` is True."""
+    return a.shape == b.shape and np.array_equal(a[keep], b[keep])

@@ -1,12 +1,14 @@
 """One synthesis job, stage by stage: decode -> mask -> backend -> composite + paste boxes -> verify -> PNG.
 
-    foreground (keep) = union of the ground-truth boxes, or, with a segmenter, the segmented object pixels
-                        within segmentation.margin_px of a box
+    foreground (keep) = segmentation.model "estimate" (the default): the object inside each ground-truth box
+                        (synth_torch.foreground, CPU, no weights); "ben2": the segmented object pixels within
+                        segmentation.margin_px of a box; "none": the union of the boxes
     paint             = complement of keep, grown mask.dilation_px into it (the backend blends the seam)
-    output            = composite(original, painted, feather(paint)), then every box's original pixels pasted
+    output            = composite(original, painted, feather(paint)), then the original pixels of keep pasted
                         back, then checked with np.array_equal (reported as boxes_verified)
 
-Boxes are rounded outward to whole pixels (see synth_torch.masks), so the paste-back check is exact.
+So the new background also replaces the old one inside a box, around its object. Boxes are rounded outward to
+whole pixels (see synth_torch.masks), so the paste-back check is exact.
 """
 from __future__ import annotations
 
@@ -20,9 +22,9 @@ import numpy as np
 from PIL import Image
 
 from syngrpo_jax.protocol.synthesis import ProtocolError, SynthesizeRequest
-from synth_torch import masks
+from synth_torch import foreground, masks
 from synth_torch.backends import Backend, OutpaintItem, make_backend
-from synth_torch.segmentation import Segmenter, make_segmenter
+from synth_torch.segmentation import Segmenter, check_model, make_segmenter
 
 def decode_image(data: bytes) -> np.ndarray:
     """uint8[H, W, 3]."""
@@ -82,7 +84,8 @@ class SynthesisPipeline:
     def __init__(self, config, backend: Backend | None = None, segmenter: Segmenter | None = None):
         self.config = config
         self.backend = backend if backend is not None else make_backend(config)
-        if segmenter is None and config.segmentation.model not in (None, "none"):
+        check_model(config.segmentation.model)
+        if segmenter is None and config.segmentation.model == "ben2":
             from synth_torch.backends import resolve_device
 
             segmenter = make_segmenter(config, resolve_device(config.device))
@@ -90,8 +93,19 @@ class SynthesisPipeline:
 
     def identity(self) -> dict:
         ident = self.backend.identity()
-        ident["segmentation"] = getattr(self.segmenter, "identity", None) if self.segmenter else None
+        ident["segmentation"] = (getattr(self.segmenter, "identity", None) if self.segmenter else
+                                 {"model": self.config.segmentation.model})
         return ident
+
+    def keep_mask(self, image: np.ndarray, pboxes: list, segmented: np.ndarray | None) -> np.ndarray:
+        """bool[H, W]: the pixels kept from the original (see the module docstring)."""
+        h, w = image.shape[:2]
+        boxes = masks.box_mask(pboxes, h, w)
+        if segmented is not None:
+            return segmented & masks.dilate(boxes, self.config.segmentation.margin_px)
+        if self.config.segmentation.model == "estimate":
+            return foreground.estimate(image, pboxes)
+        return boxes
 
     def batch_key(self, job: Job):
         return self.backend.batch_key(job.width, job.height, job.params)
@@ -120,27 +134,25 @@ class SynthesisPipeline:
         seg = self.segmenter.foreground([im for _, im, _, _ in live]) if self.segmenter else [None] * len(live)
         items, alphas = [], []
         for (oc, image, pboxes, _), fg in zip(live, seg):
-            h, w = image.shape[:2]
-            keep = masks.box_mask(pboxes, h, w)
-            if fg is not None:
-                keep = fg & masks.dilate(keep, cfg.segmentation.margin_px)
+            keep = self.keep_mask(image, pboxes, fg)
             paint = masks.outpaint_mask(keep, cfg.mask.dilation_px)
             alphas.append(masks.feather(paint, cfg.mask.feather_px))
             seed = (oc.job.request.seed + cfg.seed_offset) % 2**63
-            items.append(OutpaintItem(image, paint, oc.job.request.description, seed, dict(oc.job.params)))
+            items.append(OutpaintItem(image, paint, oc.job.request.description, seed, dict(oc.job.params),
+                                      keep=keep, boxes=tuple(pboxes)))
         t_mask = (time.perf_counter() - t0) / len(live)
 
         t0 = time.perf_counter()
         painted = self.backend.outpaint(items)
         t_backend = time.perf_counter() - t0
 
-        for (oc, image, pboxes, _), new, alpha in zip(live, painted, alphas):
+        for (oc, image, pboxes, _), item, new, alpha in zip(live, items, painted, alphas):
             oc.timings["mask"] = t_mask
             oc.timings["backend"] = t_backend  # the whole batch's call; batch_size says how many shared it
             t0 = time.perf_counter()
             out = masks.composite(image, new, alpha)
-            masks.paste_boxes(out, image, pboxes)
-            oc.boxes_verified = masks.boxes_identical(out, image, pboxes)
+            masks.paste_kept(out, image, item.keep)
+            oc.boxes_verified = masks.kept_identical(out, image, item.keep)
             oc.timings["paste"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             oc.image_png = encode_png(out, cfg.png_compress_level)

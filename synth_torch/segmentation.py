@@ -56,10 +56,19 @@ class Ben2Segmenter(Segmenter):
         return [np.asarray(o.convert("RGBA"))[..., 3] >= self.threshold * 255 for o in outs]
 
 
+MODELS = ("estimate", "ben2", "none")
+
+
+def check_model(model) -> None:
+    if model not in MODELS and model is not None:
+        raise ValueError(f"segmentation.model={model!r} must be one of {MODELS}")
+
+
 def make_segmenter(config, device) -> Segmenter | None:
+    """The configured segmenter; None for "estimate" (synth_torch.foreground, computed per box by the pipeline)
+    and "none" (the boxes themselves are the foreground)."""
     model = config.segmentation.model
-    if model in (None, "none"):
-        return None
+    check_model(model)
     if model == "ben2":
         return Ben2Segmenter(config.segmentation.weights_path, device, config.segmentation.threshold)
-    raise ValueError(f"segmentation.model={model!r} must be 'none' or 'ben2'")
+    return None

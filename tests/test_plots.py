@@ -240,3 +240,15 @@ def test_difficulty_png_draws_each_family_and_level_and_the_chosen_levels(tmp_pa
         writer.write(0, {"reward/accuracy": 0.5})
     assert plots.plot_difficulty(str(tmp_path / "bare"), str(tmp_path / "d2.png")) is None
     assert not (tmp_path / "d2.png").exists()
+
+
+def test_curves_plot_the_training_images_complexity(tmp_path):
+    """data/bytes_per_pixel and data/edge_density (logged per step by the trainer) get their own panel."""
+    bpp, edges = [0.1, 0.2, 0.4, 0.5], [0.05, 0.1, 0.3, 0.2]
+    with MetricsWriter(str(tmp_path), tensorboard=False) as w:
+        for step, (b, e) in enumerate(zip(bpp, edges), 1):
+            w.write(step, {"entropy": 1.0, "data/bytes_per_pixel": b, "data/edge_density": e})
+    fig = plots.plot_curves(str(tmp_path), str(tmp_path / "c.png"))
+    panel = next(ax for ax in fig.axes if ax.get_title() == "Training-image background complexity")
+    ys = {line.get_gid().split("|")[1]: line.get_ydata().tolist() for line in panel.get_lines() if line.get_gid()}
+    assert ys == {"data/bytes_per_pixel": bpp, "data/edge_density": edges}

@@ -32,7 +32,8 @@ STEP_FIELDS = {
     "entropy", "loss", "pg_loss", "clip_frac_low", "clip_frac_high", "grad_norm", "response_length_mean",
     "response_length_max", "pool/synthesized_samples", "time/rollout", "time/rewards", "time/synthesis",
     "time/waiting", "time/update", "time/weight_sync", "time/step", "rollout/logp_diff_mean", "rollout/logp_diff_max",
-    "rollout/kl_k3", "rollout/weight_version", "rollout/staleness"}
+    "rollout/kl_k3", "rollout/weight_version", "rollout/staleness",
+    "data/bytes_per_pixel", "data/edge_density"}
 SYNTHESIS_FIELDS = {"synthesis/submitted", "synthesis/completed", "synthesis/failed", "synthesis/in_flight",
                     "synthesis/timed_out", "synthesis/server_up"}
 
@@ -110,6 +111,92 @@ def test_every_method_runs_two_steps(tmp_path, method):
         assert r["rollout/logp_diff_max"] < 1e-4 and r["rollout/weight_version"] == r["step"] - 1
     assert summary["last"]["reward/total"] == pytest.approx(
         summary["last"]["reward/accuracy"] + summary["last"]["reward/format"] + summary["last"]["reward/diversity"])
+
+
+@pytest.mark.slow
+def test_syn_grpo_sends_the_description_of_the_highest_r_div_response(tmp_path, monkeypatch):
+    """The heart of Syn-GRPO where it is wired: in a real syn_grpo run (trainer, rewards, data-server session), the
+    description sent for a sample is the one from its response with the highest R_div. The real engine's answers
+    are replaced by well-formed ones with distinct <score>s (so R_div differs within a group) and distinct
+    descriptions; argmax is recomputed here from the rewards the run computed."""
+    from syngrpo_jax.rollout import registry
+    from syngrpo_jax.rollout.base import Response, RolloutEngine
+    from syngrpo_jax.trainer import phases
+
+    config = tiny_config("method=syn_grpo,steps=2,sync")
+    config.rollout.max_tokens = 64  # room for the scripted responses
+    make_engine, rng = registry.make_engine, np.random.default_rng(0)
+
+    class Scripted(RolloutEngine):
+        """The real engine, answering with scripted well-formed responses."""
+
+        def __init__(self, real, tokenizer):
+            self.real, self.tok = real, tokenizer
+
+        def generate(self, requests, params):
+            self.real.generate(requests, params)  # the real sampler runs; its texts are replaced
+            out = []
+            for _ in requests:
+                scores = rng.permutation([0.05, 0.3, 0.62, 0.97])[:params.n]
+                row = []
+                for g, score in enumerate(scores):
+                    place = ("snow", "sand", "forest", "night")[g]
+                    box = json.dumps({"bbox_2d": [1, 1, 9, 9]})
+                    text = (f"<think>x</think><score>{score}</score><description>a plain {place} backdrop"
+                            f"</description><answer>{box}</answer>")
+                    ids = np.asarray(self.tok.encode(text) + [self.tok.im_end_id], np.int32)
+                    row.append(Response(ids, text, np.full(len(ids), -1.5, np.float32), "stop",
+                                        self.real.weight_version))
+                out.append(row)
+            return out
+
+        def update_weights(self, params, version):
+            self.real.update_weights(params, version)
+
+        @property
+        def weight_version(self):
+            return self.real.weight_version
+
+        def step_metrics(self):
+            return self.real.step_metrics()
+
+        def close(self):
+            getattr(self.real, "close", lambda: None)()
+
+    monkeypatch.setattr(registry, "make_engine",
+                        lambda name, ctx: Scripted(make_engine(name, ctx), ctx.tokenizer))
+    seen = []
+    synthesize = phases.synthesize
+
+    def recording(host, result, scored, config, step, chrono):
+        submit = host.session.submit
+        sent = []
+
+        def record(jobs, step):
+            sent.extend(jobs)
+            return submit(jobs, step)
+
+        host.session.submit = record
+        try:
+            return synthesize(host, result, scored, config, step, chrono)
+        finally:
+            host.session.submit = submit
+            seen.append(([p.sample.sample_id for p in result.prepared], scored.rewards, sent))
+
+    monkeypatch.setattr(phases, "synthesize", recording)
+    train.train(config, str(tmp_path))
+    assert len(seen) == 2
+    chosen_at = set()
+    for ids, rewards, sent in seen:
+        by_sample = {sid: d for sid, d, _ in sent}
+        assert set(by_sample) == set(ids)  # every response had a description: one job per sample
+        for b, sid in enumerate(ids):
+            r_div = np.asarray(rewards.diversity[b])
+            best = int(np.argmax(r_div))
+            assert (r_div < r_div[best]).sum() == len(r_div) - 1, r_div  # no tie: argmin would differ
+            assert by_sample[sid] == rewards.descriptions[b][best]
+            chosen_at.add(best)
+    assert len(chosen_at) > 1  # the best response is not always the same index
 
 
 def test_method_prompts_and_rewards():

@@ -2,6 +2,7 @@
 
     python -m syngrpo_jax.data.engine --out=DIR --task=rec --num=200 --seed=0 --size=224
     python -m syngrpo_jax.data.engine --out=DIR --task=rec,ovd,qa --num=500 --size=160x120 --difficulty=3
+    python -m syngrpo_jax.data.engine --out=DIR --task=rec --difficulty=1 --objects 1 3 --object_scale=1.8
 
 writes, into DIR, the same formats the readers read, so the real pipeline consumes engine data unchanged:
 
@@ -24,6 +25,9 @@ Tasks:
        charts, Sudoku-style grids, function graphs, geometry; difficulty 1-3. `--photo` makes photo-like
        variants (`photo`: perspective, lighting, blur, noise, JPEG, paper); `--stratified` cycles through
        (family, difficulty) by sample index so every combination is equally represented.
+For rec and ovd, `objects` (lo, hi) replaces the difficulty's object count range (a REC scene may then hold a
+single object) and `object_scale` multiplies object sizes (both size classes alike): the embedded CPU demo uses
+fewer, larger objects, which a tiny model learns to localise in minutes.
 
     python -m syngrpo_jax.data.engine --gallery=docs/engine_gallery.png   one example per family and difficulty
 
@@ -48,7 +52,8 @@ from syngrpo_jax.data.qa import DIFFICULTIES, QA_CATEGORIES
 from syngrpo_jax.data.qa_jsonl import write_qa_jsonl
 from syngrpo_jax.data.rec_jsonl import write_rec_jsonl
 from syngrpo_jax.data.sample import Sample
-from syngrpo_jax.data.shape_scene import COLORS, SHAPES, SIZES, render_scene, sample_scene, sub_vocabulary
+from syngrpo_jax.data.shape_scene import (COLORS, MAX_OBJECT_SCALE, SHAPES, SIZES, render_scene, sample_scene,
+                                          sub_vocabulary)
 
 ENGINE_TASKS = ("rec", "ovd", "qa")
 _TASK_CODES = {"rec": 1, "ovd": 2, "qa": 3}
@@ -64,6 +69,8 @@ class EngineConfig:
     photo: bool = False  # QA: photo-like variants (probability and strength per difficulty, see `photo`)
     stratified: bool = False  # QA: sample i takes family i % F and, unless fixed, difficulty (i // F) % 3 + 1
     split: str = "train"
+    objects: tuple[int, int] | None = None  # rec/ovd: object count range (inclusive); None: the difficulty's
+    object_scale: float = 1.0  # rec/ovd: object sides are shape_scene.SIZE_RANGES times this
 
     def __post_init__(self):
         if not (isinstance(self.width, int) and isinstance(self.height, int)) or min(self.width, self.height) < 64:
@@ -73,6 +80,10 @@ class EngineConfig:
         unknown = [c for c in self.families if c not in QA_CATEGORIES]
         if unknown or not self.families or isinstance(self.families, str):
             raise ValueError(f"families={self.families!r}: must be a non-empty tuple of names from {QA_CATEGORIES}")
+        if self.objects is not None and not (len(self.objects) == 2 and 1 <= self.objects[0] <= self.objects[1]):
+            raise ValueError(f"objects={self.objects!r}: must be None or (lo, hi) with 1 <= lo <= hi")
+        if not 0.5 <= self.object_scale <= MAX_OBJECT_SCALE:
+            raise ValueError(f"object_scale={self.object_scale!r}: must be in [0.5, {MAX_OBJECT_SCALE}]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +109,13 @@ def _difficulty(rng: np.random.Generator, cfg: EngineConfig) -> int:
     return cfg.difficulty if cfg.difficulty is not None else int(rng.integers(1, 4))
 
 
+def scene_hints(scene) -> dict:
+    """What a sample's meta records of its scene for image-specific warm-start descriptions
+    (`prompts.target_description`): the objects' colours (RGB) and the background kind."""
+    return {"object_colors": sorted({tuple(COLORS[o.color]) for o in scene.objects}),
+            "background": scene.background["kind"]}
+
+
 # Per REC difficulty: (object count range, #shapes, #colours, expression kinds, prefer multi-attribute).
 _REC_LEVELS = {
     1: ((3, 5), 3, 3, ("attribute",), False),
@@ -110,12 +128,15 @@ def rec_example(rng: np.random.Generator, cfg: EngineConfig) -> Example:
     """A shape scene and a referring expression that clearly means exactly one of its objects."""
     difficulty = _difficulty(rng, cfg)
     (lo, hi), n_shapes, n_colors, kinds, prefer_long = _REC_LEVELS[difficulty]
+    lo, hi = (cfg.objects[0], cfg.objects[1] + 1) if cfg.objects else (lo, hi)
+    fewest = min(2, lo)  # a scene of one object still has a (trivially unique) attribute expression
     margin = max(4.0, 0.06 * min(cfg.width, cfg.height))  # pixels by which every comparison must be clear
     for _ in range(100):
         scene = sample_scene(rng, cfg.width, cfg.height, int(rng.integers(lo, hi)),
                              shapes=sub_vocabulary(rng, SHAPES, n_shapes),
-                             colors=sub_vocabulary(rng, tuple(COLORS), n_colors), sizes=SIZES)
-        if len(scene.objects) < 2:
+                             colors=sub_vocabulary(rng, tuple(COLORS), n_colors), sizes=SIZES,
+                             scale=cfg.object_scale)
+        if len(scene.objects) < fewest:
             continue
         found = referring.sample_expression(rng, scene, kinds, margin, prefer_long)
         if found is not None:
@@ -125,7 +146,8 @@ def rec_example(rng: np.random.Generator, cfg: EngineConfig) -> Example:
     expr, target = found
     return Example(image=render_scene(scene), task="rec", query=referring.describe(expr),
                    boxes=[list(scene.objects[target].box)], labels=[referring.describe(expr)], categories=(),
-                   answer=None, meta={"difficulty": difficulty, "expression_kind": referring.kind_of(expr)},
+                   answer=None, meta={"difficulty": difficulty, "expression_kind": referring.kind_of(expr),
+                                      **scene_hints(scene)},
                    scene={"scene": scene.to_json(), "expression": expr, "target": target})
 
 
@@ -136,18 +158,19 @@ def ovd_example(rng: np.random.Generator, cfg: EngineConfig) -> Example:
     """A shape scene where every object is a box labelled with its shape; asks for present + absent shapes."""
     difficulty = _difficulty(rng, cfg)
     (lo, hi), n_shapes = _OVD_LEVELS[difficulty]
+    lo, hi = (cfg.objects[0], cfg.objects[1] + 1) if cfg.objects else (lo, hi)
     sizes = SIZES if difficulty < 3 else ("small", "small", "large")
     scene = None
     while scene is None or not scene.objects:
         scene = sample_scene(rng, cfg.width, cfg.height, int(rng.integers(lo, hi)),
-                             shapes=sub_vocabulary(rng, SHAPES, n_shapes), sizes=sizes)
+                             shapes=sub_vocabulary(rng, SHAPES, n_shapes), sizes=sizes, scale=cfg.object_scale)
     present = {o.shape for o in scene.objects}
     absent = [s for s in SHAPES if s not in present]
     negatives = set(rng.choice(absent, size=min(len(absent), int(rng.integers(0, 3))), replace=False).tolist())
     categories = tuple(s for s in SHAPES if s in present or s in negatives)
     return Example(image=render_scene(scene), task="ovd", query="", boxes=[list(o.box) for o in scene.objects],
                    labels=[o.shape for o in scene.objects], categories=categories, answer=None,
-                   meta={"difficulty": difficulty}, scene={"scene": scene.to_json()})
+                   meta={"difficulty": difficulty, **scene_hints(scene)}, scene={"scene": scene.to_json()})
 
 
 def qa_example(rng: np.random.Generator, cfg: EngineConfig, index: int | None = None,
@@ -250,6 +273,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--photo", action="store_true", help="QA: photo-like variants")
     parser.add_argument("--stratified", action="store_true", help="QA: every (family, difficulty) equally often")
     parser.add_argument("--split", default="train", help="split name recorded in every sample")
+    parser.add_argument("--objects", type=int, nargs=2, default=None, metavar=("LO", "HI"),
+                        help="rec/ovd object count range (default: the difficulty's)")
+    parser.add_argument("--object_scale", type=float, default=1.0, help="rec/ovd object size factor")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     families = tuple(c for c in args.families.split(",") if c)
@@ -262,7 +288,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("--out is required (or --gallery)")
     width, height = args.size or (224, 224)
     cfg = EngineConfig(width=width, height=height, difficulty=args.difficulty or None, families=families,
-                       photo=args.photo, stratified=args.stratified, split=args.split)
+                       photo=args.photo, stratified=args.stratified, split=args.split,
+                       objects=tuple(args.objects) if args.objects else None, object_scale=args.object_scale)
     for task in [t for t in args.task.split(",") if t]:
         samples = generate(args.out, task, args.num, args.seed, cfg, progress=not args.no_progress)
         print(f"wrote {len(samples)} {task} samples to {os.path.join(args.out, ANNOTATION_FILES[task])}")

@@ -30,6 +30,7 @@ import json
 
 import numpy as np
 
+from syngrpo_jax.data import descriptions
 from syngrpo_jax.data.sample import Sample, image_size_of
 from syngrpo_jax.rewards.response_format import response_tags
 
@@ -64,7 +65,6 @@ TARGET_THINK = {
     "qa": "I read the relevant part of the image and work out the answer.",
 }
 TARGET_SCORE = "0.5"
-TARGET_DESCRIPTION = "a plain light grey studio backdrop with soft even lighting"
 
 
 def task_question(sample: Sample) -> str:
@@ -114,9 +114,18 @@ def answer_text(sample: Sample, model_hw: tuple[int, int]) -> str:
     return json.dumps(objects[0] if sample.task == "rec" else objects)
 
 
+def target_description(sample: Sample) -> str:
+    """The new-background description a target teaches for this sample: varied across images, specific to this one
+    (engine samples carry their object colours and background kind in meta), in the procedural backend's
+    vocabulary (see `descriptions.for_sample`)."""
+    return descriptions.for_sample(sample.sample_id, sample.meta.get("object_colors", ()),
+                                   sample.meta.get("background"))
+
+
 def build_target(sample: Sample, fmt: str, model_hw: tuple[int, int]) -> str:
-    """A well-formed response in format `fmt` whose answer is the ground truth (for the SFT warm start):
-    short fixed think and description texts, score 0.5, boxes in pixels of the image resized to model_hw."""
-    parts = {"think": TARGET_THINK[sample.task], "score": TARGET_SCORE, "description": TARGET_DESCRIPTION,
+    """A well-formed response in format `fmt` whose answer is the ground truth (for the SFT warm start): a short
+    fixed think text, score 0.5, the sample's target description, boxes in pixels of the image resized to
+    model_hw."""
+    parts = {"think": TARGET_THINK[sample.task], "score": TARGET_SCORE, "description": target_description(sample),
              "answer": answer_text(sample, model_hw)}
     return "".join(f"<{tag}>{parts[tag]}</{tag}>" for tag in response_tags(fmt))

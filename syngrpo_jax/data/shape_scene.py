@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 SHAPES = ("circle", "square", "triangle", "star", "diamond", "hexagon")
+# Shapes the engine never labels or names: look-alike decoys that no expression or category can mean.
+DECOY_SHAPES = ("cross", "pentagon", "arrow", "trapezoid")
 COLORS = {  # saturated, mutually distinct, never close to the pale backgrounds
     "red": (220, 38, 38),
     "green": (22, 163, 74),
@@ -28,6 +30,7 @@ COLORS = {  # saturated, mutually distinct, never close to the pale backgrounds
 SIZES = ("small", "large")
 # Side of an object's (square) box as a fraction of the image's shorter side, per size class.
 SIZE_RANGES = {"small": (0.10, 0.14), "large": (0.20, 0.26)}
+MAX_OBJECT_SCALE = 1.9  # a large object's side stays under half the image
 BACKGROUNDS = ("solid", "gradient", "stripes", "noise")
 SUPERSAMPLE = 4
 
@@ -115,13 +118,14 @@ def render_background(bg: dict, width: int, height: int) -> np.ndarray:
 
 
 def sample_layout(rng: np.random.Generator, width: int, height: int, specs: list[tuple[str, str, str]],
-                  max_tries: int = 200) -> list[SceneObject]:
-    """Places objects given as (shape, colour, size) without overlap; objects that do not fit are dropped."""
+                  max_tries: int = 200, scale: float = 1.0) -> list[SceneObject]:
+    """Places objects given as (shape, colour, size) without overlap; objects that do not fit are dropped.
+    `scale` multiplies both SIZE_RANGES classes (their ratio, hence the gap between them, stays)."""
     gap = min_gap(width, height)
     short = min(width, height)
     placed: list[SceneObject] = []
     for shape, color, size in specs:
-        lo, hi = SIZE_RANGES[size]
+        lo, hi = (r * scale for r in SIZE_RANGES[size])
         for _ in range(max_tries):
             side = int(rng.integers(math.ceil(lo * short), math.floor(hi * short) + 1))
             if side + 2 * gap > min(width, height):
@@ -129,13 +133,14 @@ def sample_layout(rng: np.random.Generator, width: int, height: int, specs: list
             x1 = int(rng.integers(gap, width - gap - side + 1))
             y1 = int(rng.integers(gap, height - gap - side + 1))
             box = (x1, y1, x1 + side, y1 + side)
-            if all(_apart(box, o.box, gap) for o in placed):
+            if all(boxes_apart(box, o.box, gap) for o in placed):
                 placed.append(SceneObject(shape, color, size, box))
                 break
     return placed
 
 
-def _apart(a, b, gap: int) -> bool:
+def boxes_apart(a, b, gap: int) -> bool:
+    """True when boxes a and b (x1, y1, x2, y2) are at least `gap` pixels apart along x or y."""
     return a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1]
 
 
@@ -149,6 +154,15 @@ def _unit_polygon(shape: str) -> list[tuple[float, float]]:
         pts = [(0.5, 0), (1, 0.5), (0.5, 1), (0, 0.5)]
     elif shape == "hexagon":
         pts = [(math.cos(math.radians(90 + 60 * k)), -math.sin(math.radians(90 + 60 * k))) for k in range(6)]
+    elif shape == "cross":
+        a, b = 1 / 3, 2 / 3
+        pts = [(a, 0), (b, 0), (b, a), (1, a), (1, b), (b, b), (b, 1), (a, 1), (a, b), (0, b), (0, a), (a, a)]
+    elif shape == "pentagon":
+        pts = [(math.cos(math.radians(90 + 72 * k)), -math.sin(math.radians(90 + 72 * k))) for k in range(5)]
+    elif shape == "arrow":
+        pts = [(0, 0.3), (0.55, 0.3), (0.55, 0), (1, 0.5), (0.55, 1), (0.55, 0.7), (0, 0.7)]
+    elif shape == "trapezoid":
+        pts = [(0.25, 0), (0.75, 0), (1, 1), (0, 1)]
     elif shape == "star":
         pts = []
         for k in range(10):
@@ -156,7 +170,7 @@ def _unit_polygon(shape: str) -> list[tuple[float, float]]:
             a = math.radians(90 + 36 * k)
             pts.append((r * math.cos(a), -r * math.sin(a)))
     else:
-        raise ValueError(f"shape {shape!r} has no polygon; known shapes: {SHAPES}")
+        raise ValueError(f"shape {shape!r} has no polygon; known shapes: {SHAPES + DECOY_SHAPES}")
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
     x0, y0, sx, sy = min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
     return [((x - x0) / sx, (y - y0) / sy) for x, y in pts]
@@ -184,19 +198,27 @@ def render_objects(base: np.ndarray, objects, colors: dict = COLORS) -> Image.Im
     return canvas.resize((width, height), Image.BOX)
 
 
+def coverage(obj: SceneObject, width: int, height: int) -> np.ndarray:
+    """float32[H, W] in [0, 1]: the fraction of each pixel the object covers, drawn exactly as `render_objects`
+    draws it (the engine's true shape mask is coverage >= 0.5)."""
+    canvas = Image.new("L", (width * SUPERSAMPLE, height * SUPERSAMPLE), 0)
+    draw_shape(ImageDraw.Draw(canvas), obj.shape, obj.box, 255, SUPERSAMPLE)
+    return np.asarray(canvas.resize((width, height), Image.BOX), np.float32) / 255.0
+
+
 def render_scene(scene: Scene) -> Image.Image:
     """The RGB image of a scene."""
     return render_objects(render_background(scene.background, scene.width, scene.height), scene.objects)
 
 
 def sample_scene(rng: np.random.Generator, width: int, height: int, num_objects: int,
-                 shapes=SHAPES, colors=tuple(COLORS), sizes=SIZES) -> Scene:
+                 shapes=SHAPES, colors=tuple(COLORS), sizes=SIZES, scale: float = 1.0) -> Scene:
     """A random scene with up to `num_objects` objects whose attributes are drawn from the given vocabularies."""
     specs = [(shapes[int(rng.integers(len(shapes)))], colors[int(rng.integers(len(colors)))],
               sizes[int(rng.integers(len(sizes)))]) for _ in range(num_objects)]
     # Large objects first: they are the hard ones to fit.
     specs.sort(key=lambda s: s[2] != "large")
-    objects = sample_layout(rng, width, height, specs)
+    objects = sample_layout(rng, width, height, specs, scale=scale)
     order = rng.permutation(len(objects))
     return Scene(width, height, sample_background(rng), tuple(objects[i] for i in order))
 

@@ -3,9 +3,9 @@
     source = "files":  REC jsonl (rec), COCO-format json (ovd; isr reads 3D-FRONT top views in COCO format),
                        QA jsonl (qa); image paths relative to image_root
     source = "engine": generated once into a directory under `cache_root` named by its settings (task, count, seed,
-                       size, difficulty, QA families, photo, stratified: a changed setting never reuses stale
-                       data), then read back through the same readers, so engine runs exercise the real loading
-                       path
+                       size, difficulty, QA families, photo, stratified, object count and scale: a changed
+                       setting never reuses stale data), then read back through the same readers, so engine runs
+                       exercise the real loading path
 Paths may start with "~" (configs name data under the user's home).
 """
 from __future__ import annotations
@@ -48,16 +48,24 @@ def engine_families(families: str) -> tuple[str, ...]:
 
 def engine_samples(task: str, cache_root: str, *, num: int, seed: int, size: int, difficulty: int = 0,
                    families: str = "", photo: bool = False, stratified: bool = False,
-                   split: str = "train") -> list[Sample]:
-    """Engine data for `task`, generated under cache_root unless already there, read back with the readers."""
+                   split: str = "train", min_objects: int = 0, max_objects: int = 0,
+                   object_scale: float = 1.0) -> list[Sample]:
+    """Engine data for `task`, generated under cache_root unless already there, read back with the readers.
+    min_objects/max_objects: rec/ovd object count range (0, 0: the difficulty's); object_scale: object sizes."""
     if task not in engine.ENGINE_TASKS:
         raise ValueError(f"data.task={task!r} has no engine generator (engine tasks: {engine.ENGINE_TASKS})")
+    objects = (min_objects, max_objects) if (min_objects or max_objects) else None
     cfg = engine.EngineConfig(width=size, height=size, difficulty=difficulty or None,
-                              families=engine_families(families), photo=photo, stratified=stratified, split=split)
+                              families=engine_families(families), photo=photo, stratified=stratified, split=split,
+                              objects=objects, object_scale=float(object_scale))
     name = f"{split}-{task}-n{num}-seed{seed}-{size}px-d{difficulty}"
     if task == "qa" and cfg.families != engine.QA_CATEGORIES:
         name += "-" + "+".join(cfg.families)
     name += "-photo" * photo + "-stratified" * stratified
+    if objects:
+        name += f"-o{min_objects}-{max_objects}"
+    if object_scale != 1.0:
+        name += f"-x{object_scale:g}"
     cache_dir = os.path.join(cache_root, name)
     annotation = os.path.join(cache_dir, engine.ANNOTATION_FILES[task])
     if not os.path.isfile(annotation):
@@ -71,7 +79,9 @@ def load_samples(data_cfg, cache_root: str, *, split: str = "train") -> list[Sam
         e = data_cfg.engine
         samples = engine_samples(data_cfg.task, cache_root, num=e.num, seed=e.seed, size=e.size,
                                  difficulty=e.difficulty, families=e.get("families", ""),
-                                 photo=e.get("photo", False), stratified=e.get("stratified", False), split=split)
+                                 photo=e.get("photo", False), stratified=e.get("stratified", False), split=split,
+                                 min_objects=e.get("min_objects", 0), max_objects=e.get("max_objects", 0),
+                                 object_scale=e.get("object_scale", 1.0))
     elif data_cfg.source == "files":
         samples = read_files(data_cfg.task, data_cfg.train_path, data_cfg.image_root, split=split)
     else:

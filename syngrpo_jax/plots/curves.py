@@ -19,6 +19,9 @@ CURVE_PANELS = [
     ("Format reward", [("reward/format", "", "-", True)]),
     ("Diversity reward", [("reward/diversity", "", "-", True)]),
     ("Total reward", [("reward/total", "", "-", True)]),
+    # The paper's Fig. 8: backgrounds of the images trained on grow more complex over epochs of synthesis.
+    ("Training-image background complexity", [("data/bytes_per_pixel", "compressed bytes/pixel", "-", True),
+                                               ("data/edge_density", "edge density", "--", True)]),
 ]
 TRAINING_PANELS = [
     ("Loss", [("loss", "", "-", True)]),
@@ -96,9 +99,17 @@ def _panel_figure(panels, runs: Sequence[Run], smoothing: float, suptitle: str) 
     return fig
 
 
+def eval_panels(runs: Sequence[Run]) -> list:
+    """A panel per evaluation split whose Acc@0.5 the runs logged (eval/<split>/acc@0.5, at each evaluation)."""
+    keys = sorted({k for r in runs for rec in r.records for k in rec
+                   if k.startswith("eval/") and k.endswith("/acc@0.5")})
+    return [(f"Evaluation Acc@0.5 ({k.split('/')[1]})", [(k, "", "-", False)]) for k in keys]
+
+
 def plot_curves(workdirs: str | Sequence[str], out_path: str, labels: Sequence[str] | None = None,
                 smoothing: float = 0.0) -> Figure:
-    """curves.png: token entropy, answer diversity (V_batch, V_global) and rewards over steps, one colour per run.
+    """curves.png: token entropy, answer diversity (V_batch, V_global), rewards, the training images' background
+    complexity (data.complexity) and evaluation Acc@0.5 over steps, one colour per run.
 
     Returns the Figure (its lines' gids name run, metric and raw/smooth). Raises ValueError if no run logged
     any of these metrics.
@@ -106,7 +117,7 @@ def plot_curves(workdirs: str | Sequence[str], out_path: str, labels: Sequence[s
     workdirs = [workdirs] if isinstance(workdirs, str | os.PathLike) else list(workdirs)
     ema(np.zeros(0), smoothing)  # validates smoothing before any work
     runs = load_runs(workdirs, labels)
-    fig = _panel_figure(CURVE_PANELS, runs, smoothing, "Entropy, diversity and rewards")
+    fig = _panel_figure(CURVE_PANELS + eval_panels(runs), runs, smoothing, "Entropy, diversity and rewards")
     if fig is None:
         raise ValueError(f"no curve metrics (entropy, diversity/*, reward/*) in {workdirs!r}")
     save_figure(fig, out_path)

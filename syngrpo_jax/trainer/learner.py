@@ -70,7 +70,7 @@ class Learner:
             batch_size=c.sft.batch_size if rl else c.train.batch_size,
             learning_rate=c.sft.learning_rate if rl else c.optim.learning_rate, warmup_steps=c.sft.warmup_steps,
             seed=c.seed, writer=writer)
-        if self.param_shardings is not None:  # the SFT step leaves the layout to XLA; the train step fixes it
+        if self.param_shardings is not None:  # the SFT step's outputs are laid out as XLA chose: back to the plan
             self.params = jax.device_put(self.params, self.param_shardings)
 
     # ------------------------------------------------------------------ the update

@@ -21,6 +21,7 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from syngrpo_jax.data.complexity import samples_complexity
 from syngrpo_jax.data.difficulty import level_accuracy_metrics
 from syngrpo_jax.data.sample import Sample
 from syngrpo_jax.grpo.advantages import group_advantages
@@ -135,6 +136,7 @@ def step_metrics(result: RolloutResult, scored: Scored, update: dict, host, *, l
         "diversity/V_global": host.smoother.v_g if use_diversity else None,
         "diversity/pred_score": float(np.nanmean(r.pred_score)) if np.isfinite(r.pred_score).any() else None,
         "entropy": update.pop("token_entropy"), **update, **result.metrics, **host.metrics(), **times,
+        **{f"data/{k}": v for k, v in samples_complexity([p.sample for p in result.prepared]).items()},
     }
     if any(p.sample.task == "qa" for p in result.prepared):
         metrics |= level_accuracy_metrics([p.sample for p in result.prepared], r.accuracy)

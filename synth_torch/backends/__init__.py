@@ -18,6 +18,8 @@ class OutpaintItem:
     prompt: str
     seed: int
     params: dict  # resolved generation params: steps, guidance, strength
+    keep: np.ndarray | None = None  # bool[H, W], the pixels that will be pasted back (the objects)
+    boxes: tuple = ()  # the ground-truth boxes in whole pixels (x0, y0, x1, y1), x1/y1 exclusive
 
 
 class Backend:
@@ -50,7 +52,8 @@ def make_backend(config) -> Backend:
     if config.backend == "procedural":
         from synth_torch.backends.procedural import ProceduralBackend
 
-        return ProceduralBackend(delay_s=config.procedural_delay_s)
+        return ProceduralBackend(delay_s=config.procedural_delay_s,
+                                 object_scale=config.get("procedural_object_scale", 1.0))
     if config.backend == "diffusers_sdxl":
         from synth_torch.backends.diffusers_sdxl import DiffusersSDXLBackend
 

@@ -158,3 +158,30 @@ def test_cli_writes_what_the_readers_read(tmp_path):
                            "--num=2", "--size=80", "--no_progress"], capture_output=True, text=True, check=True)
     assert "wrote 2 ovd samples" in done.stdout
     assert [s.image_size for s in read_coco_detection(tmp_path / "m" / "ovd.json")] == [(80, 80)] * 2
+
+
+def test_object_count_range_and_scale():
+    """objects=(lo, hi) replaces the difficulty's count range (single-object REC scenes included) and
+    object_scale multiplies both size classes; the expression still means exactly the target."""
+    from syngrpo_jax.data import referring
+    from syngrpo_jax.data.shape_scene import SIZE_RANGES, Scene
+
+    cfg = EngineConfig(width=112, height=112, difficulty=1, objects=(1, 2), object_scale=1.8)
+    counts = collections.Counter()
+    for i in range(40):
+        for task in ("rec", "ovd"):
+            ex = make_example(task, 0, i, cfg)
+            scene = Scene.from_json(ex.scene["scene"])
+            counts[len(scene.objects)] += 1
+            for o in scene.objects:
+                lo, hi = SIZE_RANGES[o.size]
+                side = (o.box[2] - o.box[0]) / 112
+                assert 1.8 * lo - 1 / 112 <= side <= 1.8 * hi + 1 / 112, (o, side)
+            if task == "rec":
+                assert referring.resolve(ex.scene["expression"], scene) == [ex.scene["target"]]
+    assert set(counts) == {1, 2}
+    default = make_example("rec", 0, 0, EngineConfig(width=112, height=112, difficulty=1))
+    assert 3 <= len(default.scene["scene"]["objects"]) <= 4
+    for bad in (dict(objects=(0, 2)), dict(objects=(3, 2)), dict(object_scale=3.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            EngineConfig(**bad)

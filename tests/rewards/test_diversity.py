@@ -88,6 +88,16 @@ def test_smoother_first_step_and_zero_batch_mean():
     assert s2.v_g == pytest.approx(0.7 * 0.4)
 
 
+def test_smoother_clip_at_one_binds():
+    """A batch whose mean falls below V_g: V * V_g / V_b exceeds 1 for its most diverse prompt, and is clipped."""
+    s = DiversitySmoother(0.7)
+    s([0.9, 0.1])  # V_g = V_b = 0.5
+    out = s([1.0, 0.1, 0.0, 0.0])  # V_b = .275, V_g = .7 * .5 + .3 * .275 = .4325, ratio 1.5727...
+    assert s.v_g == pytest.approx(0.4325)
+    np.testing.assert_allclose(out, [1.0, 0.1 * 0.4325 / 0.275, 0.0, 0.0])
+    assert 1.0 * 0.4325 / 0.275 > 1.5  # unclipped, the first value would be far above 1
+
+
 def test_smoother_state_round_trip_gives_identical_continuation():
     a = DiversitySmoother(0.7)
     for v in SEQUENCE[:2]:

@@ -45,8 +45,12 @@ def test_feather_composite_and_exact_paste():
     alpha = masks.feather(paint, 2.0)
     assert alpha.dtype == np.float32 and 0 <= alpha.min() and alpha.max() <= 1 and 0 < alpha[14, 12] < 1
     out = masks.composite(orig, new, alpha)
-    assert not masks.boxes_identical(out, orig, boxes)  # the dilated mask repainted box edges...
-    masks.paste_boxes(out, orig, boxes)
-    assert masks.boxes_identical(out, orig, boxes)  # ...and the paste restores every box pixel
+    keep = masks.box_mask(boxes, 40, 50)
+    assert not masks.kept_identical(out, orig, keep)  # the dilated mask repainted box edges...
+    masks.paste_kept(out, orig, keep)
+    assert masks.kept_identical(out, orig, keep)  # ...and the paste restores every kept pixel
+    for x0, y0, x1, y1 in boxes:
+        np.testing.assert_array_equal(out[y0:y1, x0:x1], orig[y0:y1, x0:x1])
+    assert not np.array_equal(out[~keep], orig[~keep])  # and nothing else
     out[6, 5, 0] ^= 1
-    assert not masks.boxes_identical(out, orig, boxes)
+    assert not masks.kept_identical(out, orig, keep)

@@ -32,7 +32,7 @@ def test_boxes_exact_and_background_new(helpers, fmt):
     image = helpers.make_image(90, 120)
     data = helpers.png_bytes(image, fmt)
     original = decode_image(data)  # JPEG: the decoded pixels are the originals to keep
-    pipe = SynthesisPipeline(helpers.load_config())
+    pipe = SynthesisPipeline(helpers.load_config(**{"segmentation.model": "none"}))  # keep = the whole boxes
     boxes = [(10.4, 5.6, 50.2, 40.0), (70, 30, 119.5, 89.9)]
     (oc,) = pipe.run([job(helpers, data, boxes)], time.perf_counter())
     assert oc.error is None and oc.boxes_verified

@@ -71,7 +71,7 @@ def test_ping_stats_and_a_job(server, helpers):
     assert reply["ok"] and reply["job_id"] == "r1" and reply["sample_id"] == 1 and reply["boxes_verified"]
     assert set(reply["timings"]) == {*proto.STAGES, "total"} and len(frames) == 1
     stats = peer.ask([proto.pack(proto.request_header("stats", "s"))])[0]["stats"]
-    assert stats["done"] == 1 and stats["queue_depth"] == 0 and stats["backend"]["model"] == "procedural-v1"
+    assert stats["done"] == 1 and stats["queue_depth"] == 0 and stats["backend"]["model"] == "procedural-v2"
     assert set(stats["timings"]) == {*proto.STAGES, "total"}
     peer.close()
 

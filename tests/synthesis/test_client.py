@@ -24,8 +24,8 @@ def drain(client, n, timeout=20.0):
 
 
 def test_submit_returns_at_once_and_poll_delivers_each_result_once(helpers):
-    with helpers.running_server(helpers.load_config(procedural_delay_s=0.05)) as server, \
-            SynthesisClient(server.endpoint) as client:
+    config = helpers.load_config(procedural_delay_s=0.05, **{"segmentation.model": "none"})  # keep = the boxes
+    with helpers.running_server(config) as server, SynthesisClient(server.endpoint) as client:
         t0 = time.perf_counter()
         ids = [client.submit(job(helpers, i)) for i in range(6)]
         assert time.perf_counter() - t0 < 0.05 and len(set(ids)) == 6
@@ -92,7 +92,8 @@ def test_server_down_warns_once_and_refuses(helpers, caplog):
 
 
 class FakeServer:
-    """A ROUTER that answers each synthesize with a wrong-sample reply, the right reply twice, and a stray one."""
+    """A ROUTER that answers each synthesize with a wrong-sample reply, the right reply twice, and a stray one;
+    every reply carries its own payload, so a test can tell which one was delivered."""
 
     def __init__(self):
         self.ctx = zmq.Context()
@@ -116,8 +117,8 @@ class FakeServer:
             wrong = proto.pack(proto.reply_header("synthesize", h["id"], True, job_id=h["job_id"],
                                                   sample_id="someone-else", timings={}))
             stray = proto.pack(proto.reply_header("synthesize", "zzz", True, job_id="zzz", sample_id=0))
-            for frames in ([peer, wrong, b"png"], [peer, ok, b"png"], [peer, ok, b"png"], [peer, stray, b"png"],
-                           [peer, b"\xc1garbage"]):
+            for frames in ([peer, wrong, b"misrouted"], [peer, ok, b"right"], [peer, ok, b"duplicate"],
+                           [peer, stray, b"stray"], [peer, b"\xc1garbage"]):
                 self.sock.send_multipart(frames)
 
     def close(self):
@@ -136,6 +137,7 @@ def test_duplicates_strays_and_misrouted_replies_are_dropped(helpers):
             time.sleep(0.2)
             results += client.poll()
             assert len(results) == 1 and results[0].job_id == job_id and results[0].sample_id == 5
+            assert results[0].image_png == b"right"  # the right reply's image, not the misrouted one's
             m = client.metrics()
             assert m["completed"] == 1 and m["misrouted_replies"] == 1
             assert m["dropped_replies"] == 4  # misrouted + duplicate + stray + garbage

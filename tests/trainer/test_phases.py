@@ -17,6 +17,7 @@ from syngrpo_jax.grpo.batch import build_train_batch
 from syngrpo_jax.metrics import MetricsWriter
 from syngrpo_jax.parallel.mesh import make_mesh
 from syngrpo_jax.policy import load_policy, task_corpus
+from syngrpo_jax.data.complexity import samples_complexity
 from syngrpo_jax.rewards.group_rewards import GroupRewards
 from syngrpo_jax.rollout.base import Response, RolloutEngine, SamplingParams
 from syngrpo_jax.run_dir import RunDir
@@ -228,6 +229,15 @@ def test_push_weights_and_step_metrics(setup):
     assert metrics["reward/diversity"] == pytest.approx(0.375) and metrics["rollout/fake"] == 2.0
     assert "diversity/V_global" not in metrics and "diversity/pred_score" not in metrics  # None values dropped
     assert metrics["pool/synthesized_samples"] == 0 and metrics["time/step"] == 1.0 and metrics["lr"] == 1e-3
+    assert not any(k.startswith("data/") for k in metrics)  # no training images, no complexity
+    result = phases.rollout(engine, host.pool.next_batch(2), sampling(setup), tokenizer=setup["policy"].tokenizer,
+                            config=setup["config"], step=0)
+    rewards = _rewards([["a", "b"]] * 2, [[0.5, 0.25]] * 2)
+    metrics = phases.step_metrics(result, phases.Scored(rewards, np.zeros(4)), {"token_entropy": 1.5}, host, lr=1e-3,
+                                  use_diversity=False, times={})
+    expected = samples_complexity([p.sample for p in result.prepared])
+    assert metrics["data/bytes_per_pixel"] == expected["bytes_per_pixel"] > 0
+    assert metrics["data/edge_density"] == expected["edge_density"]
 
 
 def test_host_state_round_trip(setup, tmp_path):
