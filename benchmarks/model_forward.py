@@ -197,14 +197,15 @@ def model_flops(config: Qwen25VLConfig, inputs) -> dict:
     within each window (windowed blocks) or image (full blocks), text attention over all L x L pairs (both
     implementations compute the masked square). Elementwise work (norms, rotary, softmax) is not counted."""
     v, t = config.vision, config.text
-    window_id, frame_id = np.asarray(inputs.window_id), np.asarray(inputs.frame_id)
-    patches = int((frame_id >= 0).sum())
-    pairs = lambda ids: sum(int(np.square(np.bincount(row[row >= 0])).sum()) for row in ids)  # noqa: E731
+    window_id = np.asarray(inputs.window_id)
+    per_image = (window_id >= 0).sum(axis=1)
+    patches = int(per_image.sum())
+    window_pairs = sum(int(np.square(np.bincount(row[row >= 0])).sum()) for row in window_id)
     n_full = len(v.fullatt_block_indexes)
     d, f = v.hidden_size, v.intermediate_size
     vision = 2 * patches * (v.patch_dim * d + v.depth * (3 * d * d + d * d + 3 * d * f))
     vision += 2 * (patches // v.merge_unit) * (v.merge_unit * d) * (v.merge_unit * d + v.out_hidden_size)
-    vision += 4 * d * (n_full * pairs(frame_id) + (v.depth - n_full) * pairs(window_id))
+    vision += 4 * d * (n_full * int(np.square(per_image).sum()) + (v.depth - n_full) * window_pairs)
     b, length = np.asarray(inputs.input_ids).shape
     h, hd = t.hidden_size, t.head_dim
     qd, kvd = t.num_attention_heads * hd, t.num_key_value_heads * hd
