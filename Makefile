@@ -7,7 +7,9 @@ EXTRAS ?= cpu,test
 WORKDIR ?= workdirs/demo
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo bench clean
+GPU_WHEELS ?= gpu_wheels
+
+.PHONY: setup test test-fast demo bench clean gpu-wheels
 
 setup: $(VENV)/.installed
 
@@ -26,6 +28,10 @@ test-fast: setup
 
 demo: setup
 	$(PY) -m syngrpo_jax.train --config=configs/tiny_cpu.py --workdir=$(WORKDIR)
+
+# The cp312 x86-64 wheels the GPU machine lacks (benchmarks/gpu_wheels.py), for the GPU suite to carry; needs PyPI.
+gpu-wheels:
+	$(PYTHON) benchmarks/gpu_wheels.py download --dir=$(GPU_WHEELS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
