@@ -32,7 +32,7 @@ class Step:
     cap_s: float  # at most this long on the accelerator
     min_s: float  # not started with less than this left
     figures: Callable[[dict], dict]
-    smoke_cap_s: float = 90.0
+    smoke_cap_s: float = 150.0
     env: tuple[tuple[str, str], ...] = ()  # extra environment on the accelerator
 
     def argv(self, context: dict, *, smoke: bool) -> list[str]:

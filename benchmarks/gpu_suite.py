@@ -173,7 +173,7 @@ class Suite:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out_dir", default=str(BENCH / "results" / "gpu"))
-    ap.add_argument("--deadline_s", type=float, default=None, help="total wall time (default 480; smoke 170)")
+    ap.add_argument("--deadline_s", type=float, default=None, help="total wall time (default 480; smoke 300)")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny shapes: the same steps, in minutes")
     ap.add_argument("--plan", action="store_true", help="write the steps and their figures as 'not measured'")
     ap.add_argument("--steps", default="", help="comma list: run only these steps")
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
     ap.add_argument("--with_wheels", default="", help="fallback wheels to install up front (flax)")
     args = ap.parse_args(argv)
     if args.deadline_s is None:
-        args.deadline_s = 170.0 if args.smoke else 480.0
+        args.deadline_s = 300.0 if args.smoke else 480.0
     suite = Suite(args)
     if args.plan:
         suite.name = "not_measured"

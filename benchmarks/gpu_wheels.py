@@ -39,6 +39,9 @@ MACHINE_HAS = ("torch", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "t
 SUITE_NEEDS = ("pyzmq", "diffusers", "ml-collections")
 # Installed only on request (--with), when the machine's own copy does not work with this code.
 FALLBACKS = ("flax",)
+# Declared requirements the steps never use on Python 3.12 (diffusers imports importlib.metadata from the
+# standard library on Python >= 3.8).
+NOT_NEEDED = ("importlib-metadata",)
 # Pinned: the versions the tests run with here, or the newest inside the machine's constraints.
 WHEELS = {
     "pyzmq": "27.3.0",
@@ -110,6 +113,8 @@ def plan_install(wheels: list[Path], installed: dict[str, str], roots=SUITE_NEED
             if req.marker is not None and not req.marker.evaluate({"extra": ""}):
                 continue
             dep = canonical(req.name)
+            if dep in NOT_NEEDED:
+                continue
             have = installed.get(dep)
             if dep in chosen or (have is not None and Version(have) in req.specifier):
                 continue
