@@ -85,6 +85,16 @@ def main() -> int:
     tokens = a.prompts * a.group * a.new_tokens
     tps = {k: tokens / m["median"] for k, m in med.items()}
 
+    result = {
+        "benchmark": "sampler", "command": harness.command_line(), "machine": harness.machine_info(),
+        "load_average_before": load_before, "load_average_after": harness.load_average(),
+        "config": a.config, "dtype": a.dtype, "prompts": a.prompts, "group": a.group, "new_tokens": a.new_tokens,
+        "prompt_length": int(ids.shape[1]), "generated_tokens": tokens, "seconds": med, "tokens_per_s": tps,
+        "ratio_jax_over_transformers": tps["jax"] / tps["transformers"], "jax_compile_s": compile_s,
+        "greedy_tokens_agreeing_of_16": None, "flax_attention": a.flax_attention,
+    }
+    write(a, result, device)  # the speed figures are kept even if the check below does not finish
+
     # Greedy agreement on the first prompt (a correctness check next to the speed numbers).
     greedy = SamplingParams(n=1, temperature=0.0, max_tokens=16)
     ours = sampler.generate(requests[:1], greedy)[0][0].token_ids
@@ -94,27 +104,27 @@ def main() -> int:
         ref = hf.generate(**one, do_sample=False, max_new_tokens=16, min_new_tokens=16,
                           pad_token_id=config.pad_token_id)[0, one["input_ids"].shape[1]:].cpu().numpy()
     agree = int(np.argmax(np.append(ours != ref, True)))  # tokens equal before the first difference
-    result = {
-        "benchmark": "sampler", "command": harness.command_line(), "machine": harness.machine_info(),
-        "load_average_before": load_before, "load_average_after": harness.load_average(),
-        "config": a.config, "dtype": a.dtype, "prompts": a.prompts, "group": a.group, "new_tokens": a.new_tokens,
-        "prompt_length": int(ids.shape[1]), "generated_tokens": tokens, "seconds": med, "tokens_per_s": tps,
-        "ratio_jax_over_transformers": tps["jax"] / tps["transformers"], "jax_compile_s": compile_s,
-        "greedy_tokens_agreeing_of_16": agree,
-    }
+    result["greedy_tokens_agreeing_of_16"] = agree
+    write(a, result, device)
+    # In bfloat16 two implementations' roundings may flip a near-tie of a random model: reported, not failed.
+    return 0 if agree == 16 or a.dtype != "float32" else 1
+
+
+def write(a, result: dict, device: str) -> None:
+    med, tps, agree = result["seconds"], result["tokens_per_s"], result["greedy_tokens_agreeing_of_16"]
     markdown = "\n".join([
         f"# Rollouts: JAX sampler vs transformers generate ({a.config}, {a.dtype}, {device})", "",
         f"{a.prompts} prompts x G={a.group}, {a.new_tokens} new tokens each, temperature 1; prompts of "
-        f"{ids.shape[1]} tokens with one {a.image_size}px image. Command: `{result['command']}`. Load "
-        f"{load_before} -> {result['load_average_after']}.", "",
+        f"{result['prompt_length']} tokens with one {a.image_size}px image. Command: `{result['command']}`. Load "
+        f"{result['load_average_before']} -> {result['load_average_after']}.", "",
         harness.markdown_table(["", "median s", "generated tokens/s"],
                                [[k, med[k]["median"], tps[k]] for k in ("jax", "transformers")]), "",
         f"Ratio jax/transformers: {result['ratio_jax_over_transformers']:.2f}x (target >= 3x). Sampler compile "
-        f"{compile_s:.1f} s. Greedy decoding agrees on {agree}/16 tokens of the first prompt.",
+        f"{result['jax_compile_s']:.1f} s. Greedy decoding agrees on "
+        f"{'(not checked yet)' if agree is None else agree}/16 tokens of the first prompt.",
     ])
     harness.write_results(a.out, result, markdown)
     print(markdown)
-    return 0 if agree == 16 else 1
 
 
 if __name__ == "__main__":

@@ -169,16 +169,25 @@ def main(argv=None) -> int:
         hf = build_hf_model(config, torch_dtype, device, args.seed)
         hf.set_attn_implementation(args.hf_attention)
         model = flax_twin(hf, jnp.dtype(args.dtype), attention_impl=args.flax_attention)
-        rows = []
-        for side in sizes:
-            print(f"[{tower}] {side}px ...", flush=True)
-            rows.append(measure_size(hf, model, side, device=device, torch_dtype=torch_dtype,
-                                     repeats=args.repeats, seed=args.seed + side))
         v = config.vision
         towers[tower] = {"depth": v.depth, "hidden": v.hidden_size, "heads": v.num_heads,
-                         "fullatt_block_indexes": list(v.fullatt_block_indexes), "sizes": rows,
-                         "exponents": series_exponents(rows)}
+                         "fullatt_block_indexes": list(v.fullatt_block_indexes), "sizes": []}
+        for side in sizes:
+            print(f"[{tower}] {side}px ...", flush=True)
+            towers[tower]["sizes"].append(measure_size(hf, model, side, device=device, torch_dtype=torch_dtype,
+                                                       repeats=args.repeats, seed=args.seed + side))
+            towers[tower]["exponents"] = series_exponents(towers[tower]["sizes"])
+            result = write(args, towers, rtol)  # after every size: a run cut short keeps what it measured
         del hf, model
+    print(render_markdown(result))
+    if not result["features"]["ok"]:
+        print(f"FAIL: features differ by {result['features']['worst_relative_diff']:.3g} of their scale > rtol "
+              f"{rtol:g}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def write(args, towers: dict, rtol: float) -> dict:
     windowed = towers.get("windowed", {}).get("exponents", {}).get("time/flax", {}).get("first_to_last")
     worst = max(r["relative_max_diff"] for t in towers.values() for r in t["sizes"])
     result = {"benchmark": "vision tower scaling, jitted Flax vs transformers", "command": harness.command_line(),
@@ -188,14 +197,8 @@ def main(argv=None) -> int:
               "windowed_exponent_ok": windowed is not None and windowed <= args.max_exponent,
               "features": {"rtol": rtol, "worst_relative_diff": worst, "ok": worst <= rtol},
               "machine": harness.machine_info()}
-    markdown = render_markdown(result)
-    json_path, md_path = harness.write_results(args.out, result, markdown)
-    print(markdown)
-    print(f"written to {json_path} and {md_path}")
-    if worst > rtol:
-        print(f"FAIL: features differ by {worst:.3g} of their scale > rtol {rtol:g}", file=sys.stderr)
-        return 1
-    return 0
+    harness.write_results(args.out, result, render_markdown(result))
+    return result
 
 
 def render_markdown(r: dict) -> str:
@@ -214,8 +217,9 @@ def render_markdown(r: dict) -> str:
                                              "hf MiB", "max diff / max"], rows))
         lines += ["", "Growth exponent k (cost ~ patches^k; least squares / first-to-last): " + "; ".join(
             f"{k} {e['least_squares']:.2f} / {e['first_to_last']:.2f}" for k, e in t["exponents"].items()), ""]
-    lines.append(f"Windowed tower, Flax time exponent {r['windowed_time_exponent']:.2f} "
-                 f"({'<=' if r['windowed_exponent_ok'] else '>'} {r['max_exponent']}); features within "
+    exp = r["windowed_time_exponent"]
+    lines.append(("" if exp is None else f"Windowed tower, Flax time exponent {exp:.2f} "
+                  f"({'<=' if r['windowed_exponent_ok'] else '>'} {r['max_exponent']}); ") + "features within "
                  f"{r['features']['worst_relative_diff']:.1e} of their scale "
                  f"({'OK' if r['features']['ok'] else 'FAILED'}, rtol {r['features']['rtol']:g}).")
     lines.append("hf MiB: torch.cuda peak allocation on GPU; on CPU the resident-set growth of the first call "
