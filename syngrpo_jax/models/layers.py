@@ -112,12 +112,14 @@ def vision_rope_cos_sin(pos_hw: jax.Array, head_dim: int, theta: float):
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None,
-              impl: AttentionImpl = "xla", *, kv_lengths: jax.Array | None = None) -> jax.Array:
+              impl: AttentionImpl = "xla", *, kv_lengths: jax.Array | None = None, causal: bool = False) -> jax.Array:
     """Softmax attention with grouped KV heads.
 
     q: [B, T, H, D]; k, v: [B, S, K, D] with K dividing H (query head h reads KV head h // (H/K), as
     transformers' repeat_kv does); mask: [B, T or 1, S] bool (True = may attend) or None; kv_lengths: [B] int32,
-    keys at or past the length are padding (a mask cuDNN applies without materialising it). Returns [B, T, H, D].
+    keys at or past the length are padding (a mask cuDNN applies without materialising it); causal: query t may
+    not see keys after t (T == S; implied by a causal `mask`, and cuDNN then skips the blocks above the diagonal).
+    Returns [B, T, H, D].
     "xla" is a plain einsum/softmax (float32 softmax); "jax_nn" calls jax.nn.dot_product_attention and lets it
     pick (cuDNN flash attention on GPU where eligible); "cudnn" forces the cuDNN kernel.
     """
@@ -125,6 +127,9 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
         if kv_lengths is not None:
             valid = jnp.arange(k.shape[1])[None, None, :] < kv_lengths[:, None, None]
             mask = valid if mask is None else mask & valid
+        if causal:
+            lower = jnp.tril(jnp.ones((q.shape[1], k.shape[1]), bool))[None]
+            mask = lower if mask is None else mask & lower
         b, t, s = q.shape[0], q.shape[1], k.shape[1]
         size = max(_MIN_QUERY_CHUNK, _MAX_SCORES // s)
         if t * s <= _MAX_SCORES or t < 2 * size:
@@ -142,7 +147,7 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
     if impl in ("jax_nn", "cudnn"):
         return jax.nn.dot_product_attention(
             q, k, v, mask=None if mask is None else mask[:, None],
-            key_value_seq_lengths=None if kv_lengths is None else kv_lengths.astype(jnp.int32),
+            key_value_seq_lengths=None if kv_lengths is None else kv_lengths.astype(jnp.int32), is_causal=causal,
             implementation=None if impl == "jax_nn" else "cudnn")
     raise ValueError(f"attention_impl={impl!r} is unknown; choose one of {ATTENTION_IMPLS}")
 

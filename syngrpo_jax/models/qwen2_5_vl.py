@@ -75,7 +75,7 @@ class Qwen25VL(nnx.Module):
         length = mask.shape[1]
         causal = jnp.tril(jnp.ones((length, length), bool))
         h = self.constrain(self.input_embeddings(inputs), ("batch", None, None))
-        h, _ = self.text.decode(h, inputs.position_ids, causal[None] & mask[:, None, :],
+        h, _ = self.text.decode(h, inputs.position_ids, causal[None] & mask[:, None, :], causal=True,
                                 attention_impl=self.attention_impl, remat=self.remat,
                                 constrain=lambda x: self.constrain(x, ("batch", None, None)))
         return h

@@ -71,3 +71,15 @@ def test_chunked_queries_equal_whole(monkeypatch, per_query_mask):
         allowed = allowed & mask
     out = layers.attention(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), mask, kv_lengths=jnp.asarray(lengths))
     np.testing.assert_allclose(out, reference_attention(q, k, v, allowed), atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("impl", ["xla", "jax_nn"])
+def test_causal_flag_with_padding_lengths(impl):
+    """causal=True hides later keys (on its own, or with key lengths), on both the einsum and jax.nn paths."""
+    rng = np.random.default_rng(2)
+    q, k, v = random_qkv(rng, 2, 24, 4, 2)
+    lengths = np.array([24, 17], np.int32)
+    allowed = np.tril(np.ones((24, 24), bool))[None] & (np.arange(24)[None, None, :] < lengths[:, None, None])
+    out = layers.attention(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), None, impl,
+                           kv_lengths=jnp.asarray(lengths), causal=True)
+    np.testing.assert_allclose(out, reference_attention(q, k, v, allowed), atol=2e-5, rtol=0)
