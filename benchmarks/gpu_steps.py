@@ -154,6 +154,20 @@ STEPS = (
 )
 
 
+# --shrink: the accelerator's arguments with tiny shapes, to check them (and the bfloat16 paths) on a CPU.
+SHRINK = {"--config": "tiny", "--batch": "2", "--prompts": "2", "--group": "2", "--response_tokens": "8",
+          "--new_tokens": "8", "--image_size": "56", "--text_tokens": "8", "--sizes": "112,224", "--repeats": "1",
+          "--backends": "tiny_sdxl", "--jobs": "2", "--torch_rows": "2"}
+
+
+def shrink(argv: list[str]) -> list[str]:
+    out = []
+    for a in argv:
+        key = a.split("=", 1)[0]
+        out.append(f"{key}={SHRINK[key]}" if key in SHRINK else a)
+    return out
+
+
 def context_from_check(check: dict) -> dict:
     """Step arguments that depend on the device: cuDNN attention where our model ran with it, the measured
     matmul rate for MFU."""

@@ -147,6 +147,8 @@ class Suite:
         out = self.out_dir / "steps" / f"{step.name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         argv = step.argv(context, smoke=self.args.smoke) + [f"--out={out}"]
+        if self.args.shrink:
+            argv = gpu_steps.shrink(argv)
         print(f"[{time.monotonic() - self.t0:5.0f} s] {step.name}: {' '.join(argv)}", flush=True)
         entry = self.python(argv, step.name, step.smoke_cap_s if self.args.smoke else step.cap_s,
                             env=() if self.args.smoke else step.env)
@@ -176,6 +178,8 @@ def main(argv=None) -> int:
     ap.add_argument("--deadline_s", type=float, default=None, help="total wall time (default 480; smoke 300)")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny shapes: the same steps, in minutes")
     ap.add_argument("--plan", action="store_true", help="write the steps and their figures as 'not measured'")
+    ap.add_argument("--shrink", action="store_true",
+                    help="the accelerator's arguments with tiny shapes: checks them on a CPU (not --smoke's)")
     ap.add_argument("--steps", default="", help="comma list: run only these steps")
     ap.add_argument("--wheels", default=str(REPO / "gpu_wheels"))
     ap.add_argument("--overlay", default="/tmp/syngrpo_overlay", help="where the wheels are installed")
