@@ -113,7 +113,9 @@ def grad_and_metrics(graphdef, cfg: LossConfig, params, ref_params, batch: Train
     m = batch.response_ids.shape[0]
     (grads, denom, metrics), _ = jax.lax.scan(body, (zeros, jnp.float32(0), zero_metrics),
                                               (batch, jnp.arange(m)))
-    grads = jax.tree.map(lambda g: g / jnp.maximum(denom, 1e-12), grads)
+    # Back in each gradient's own (the parameter's) dtype: dividing a bfloat16 gradient by the float32
+    # denominator promotes it, and the Adam moments built from it would come back float32.
+    grads = jax.tree.map(lambda g: (g / jnp.maximum(denom, 1e-12)).astype(g.dtype), grads)
     return grads, denom, metrics
 
 
