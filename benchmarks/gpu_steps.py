@@ -165,6 +165,8 @@ def shrink(argv: list[str]) -> list[str]:
     for a in argv:
         key = a.split("=", 1)[0]
         out.append(f"{key}={SHRINK[key]}" if key in SHRINK else a)
+    if "--backends=tiny_sdxl" in out:  # small images, as --smoke's
+        out += ["--width=128", "--height=96", "--tiny_resolution=64", "--tiny_steps=2"]
     return out
 
 

@@ -35,9 +35,11 @@ import gpu_steps  # noqa: E402
 
 
 def run_process(cmd: list[str], *, env: dict, timeout_s: float, log_path: Path) -> tuple[int | None, float, str]:
-    """Run cmd in its own process group with output to log_path; kill the group at the timeout.
+    """Run cmd in its own process group with output to log_path; at the timeout, SIGABRT it first (Python's
+    faulthandler then writes every thread's stack to the log: where it was stuck), then kill the group.
     Returns (exit code or None on timeout, wall seconds, the last 4,000 characters of the output)."""
     t0 = time.monotonic()
+    env = {**env, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
                                 start_new_session=True)
@@ -45,7 +47,15 @@ def run_process(cmd: list[str], *, env: dict, timeout_s: float, log_path: Path) 
             rc = proc.wait(timeout=max(1.0, timeout_s))
         except subprocess.TimeoutExpired:
             rc = None
-            os.killpg(proc.pid, signal.SIGKILL)
+            proc.send_signal(signal.SIGABRT)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # and whatever it started
+            except ProcessLookupError:
+                pass
             proc.wait()
     text = log_path.read_text(errors="replace")
     text = re.sub(r"[^\n]*\r", "", text)  # progress bars redraw with \r: keep their last state

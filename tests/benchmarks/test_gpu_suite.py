@@ -3,6 +3,7 @@ the whole suite in --smoke on this CPU (the same steps as on the accelerator, ti
 import json
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -19,6 +20,9 @@ import argparse, json, sys, time
 ap = argparse.ArgumentParser(); ap.add_argument("--mode"); ap.add_argument("--out")
 a = ap.parse_args()
 if a.mode == "sleep":
+    import subprocess
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # e.g. a server it started
+    open(a.out + ".child", "w").write(str(child.pid))
     print("sleeping", flush=True); time.sleep(60)
 if a.mode == "fail":
     print("Traceback: something broke on the device", file=sys.stderr); sys.exit(3)
@@ -34,7 +38,7 @@ def fake_step(script: Path, name: str, mode: str, cap_s=20.0, min_s=0.0):
 def test_steps_are_isolated_capped_and_recorded(tmp_path):
     script = tmp_path / "step.py"
     script.write_text(SCRIPT)
-    args = types.SimpleNamespace(out_dir=str(tmp_path / "out"), deadline_s=30.0, smoke=True, steps="",
+    args = types.SimpleNamespace(out_dir=str(tmp_path / "out"), deadline_s=30.0, smoke=True, steps="", shrink=False,
                                  wheels=str(tmp_path / "none"), overlay=str(tmp_path / "ov"), with_wheels="")
     suite = gpu_suite.Suite(args)
     suite.install_wheels()
@@ -50,6 +54,10 @@ def test_steps_are_isolated_capped_and_recorded(tmp_path):
     assert s["broken"]["status"] == "failed" and s["broken"]["returncode"] == 3
     assert "something broke on the device" in s["broken"]["output_tail"]
     assert s["hangs"]["status"] == "timeout" and s["hangs"]["wall_s"] < 20 and "sleeping" in s["hangs"]["output_tail"]
+    assert 'step.py", line 9' in s["hangs"]["output_tail"]  # where it hung: faulthandler's stack on SIGABRT
+    child = int((tmp_path / "out" / "steps" / "hangs.json.child").read_text())
+    time.sleep(0.5)
+    assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text().lower()
     assert s["too_big"]["status"] == "skipped" and "deadline" in s["too_big"]["reason"]
     assert written["wheels"]["status"] == "skipped"
     md = md_path.read_text()
