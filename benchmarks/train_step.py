@@ -76,9 +76,10 @@ def estimate_update_bytes(config, n_params: int, rows: int, seq_len: int, micro_
     one layer's attention scores and one log-prob chunk's logits (float32)."""
     t = config.text
     kv = t.num_key_value_heads * t.head_dim
-    per_layer = {"none": 12 * t.hidden_size + 4 * kv + 5 * t.intermediate_size,
-                 "dots": 3 * t.hidden_size + 2 * kv + 3 * t.intermediate_size,
-                 "full": t.hidden_size}[remat]
+    # Kept per token and layer: the layer's input (the scan carry) and, under "dots", the 2-D matmul outputs
+    # (q, k, v, o, gate, up, down); without remat also norms, rotary, activations (a rough 3x of that).
+    dots = 4 * t.hidden_size + 2 * kv + 2 * t.intermediate_size
+    per_layer = {"none": 3 * dots, "dots": dots, "full": t.hidden_size}[remat]
     mb_rows = rows // micro_batches
     tokens = mb_rows * seq_len
     kept = tokens * t.num_hidden_layers * per_layer * dtype_bytes
