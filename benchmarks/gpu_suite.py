@@ -159,9 +159,23 @@ class Suite:
         argv = step.argv(context, smoke=self.args.smoke) + [f"--out={out}"]
         if self.args.shrink:
             argv = gpu_steps.shrink(argv)
+        entry = self.attempt(step, argv, step.name)
+        cudnn = "--flax_attention=cudnn"
+        if (entry["status"] == "failed" and not out.exists() and cudnn in argv
+                and "cudnn" in entry.get("output_tail", "").lower() and self.left() >= step.min_s):
+            # It crashed in or near cuDNN (the device check ran small shapes): the same step on the xla path.
+            first = entry
+            entry = self.attempt(step, [a if a != cudnn else "--flax_attention=xla" for a in argv],
+                                 f"{step.name}_xla")
+            entry["cudnn_attempt"] = {k: first[k] for k in ("status", "returncode", "wall_s", "output_tail")}
+        self.record(step, entry, out)
+
+    def attempt(self, step, argv: list[str], log_name: str) -> dict:
         print(f"[{time.monotonic() - self.t0:5.0f} s] {step.name}: {' '.join(argv)}", flush=True)
-        entry = self.python(argv, step.name, step.smoke_cap_s if self.args.smoke else step.cap_s,
-                            env=() if self.args.smoke else step.env)
+        return self.python(argv, log_name, step.smoke_cap_s if self.args.smoke else step.cap_s,
+                           env=() if self.args.smoke else step.env)
+
+    def record(self, step, entry: dict, out: Path) -> None:
         if out.exists():
             try:
                 entry["result"] = json.loads(out.read_text())

@@ -103,3 +103,26 @@ def test_smoke_suite_runs_every_step(tmp_path):
     assert s["vision_scaling"]["features_relative_max_diff"] < 1e-4
     assert report["steps"]["grpo_update_7b"]["result"]["sequential"] is True
     assert "SMOKE" in (tmp_path / "cpu_smoke.md").read_text()
+
+
+def test_a_step_that_crashes_in_cudnn_is_run_again_on_the_xla_path(tmp_path):
+    script = tmp_path / "step.py"
+    script.write_text("""
+import argparse, json, sys
+ap = argparse.ArgumentParser(); ap.add_argument("--flax_attention"); ap.add_argument("--out")
+a = ap.parse_args()
+if a.flax_attention == "cudnn":
+    sys.exit("RuntimeError: cuDNN does not support these shapes")
+json.dump({"value": 7}, open(a.out, "w"))
+""")
+    args = types.SimpleNamespace(out_dir=str(tmp_path / "out"), deadline_s=60.0, smoke=False, steps="", shrink=False,
+                                 wheels=str(tmp_path / "none"), overlay=str(tmp_path / "ov"), with_wheels="")
+    suite = gpu_suite.Suite(args)
+    step = gpu_steps.Step("fwd", "fwd", str(script), ("--flax_attention={attention}",), None, cap_s=20, min_s=0,
+                          figures=lambda r: {"value": r["value"]})
+    suite.run_step(step, {"attention": "cudnn"})
+    entry = suite.report["steps"]["fwd"]
+    assert entry["status"] == "ok" and entry["figures"] == {"value": 7}
+    assert "--flax_attention=xla" in entry["command"]
+    assert entry["cudnn_attempt"]["status"] == "failed" and "cuDNN does not support" in entry["cudnn_attempt"][
+        "output_tail"]
