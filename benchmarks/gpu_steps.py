@@ -358,8 +358,9 @@ def markdown(report: dict, short: bool = False) -> str:
         lines += [f"`{report['command']}` — started {report['started']}, {report.get('elapsed_s', 0):.0f} s of "
                   f"{report['deadline_s']:.0f} s. Versions: " + ", ".join(
                       f"{k} {v}" for k, v in check.get("versions", {}).items() if v), ""]
-    lines += [f"Measured matmul (bf16 8192^3 on a GPU): jax {_fmt(s['matmul_tflops_measured'])} / torch "
-              f"{_fmt(s['matmul_tflops_torch'])} "
+    mm = check.get("matmul") or {}
+    lines += [f"Measured matmul ({mm.get('dtype', 'not measured')} {mm.get('n', '-')}^3): jax "
+              f"{_fmt(s['matmul_tflops_measured'])} / torch {_fmt(s['matmul_tflops_torch'])} "
               f"TFLOP/s; MFU is against {s['mfu_reference_tflops']:.0f} TFLOP/s (H200 bf16 dense, measured) and "
               f"the jax figure. Flax attention: {s['attention']}.", ""]
     titles = {st.name: st.title for st in STEPS}
