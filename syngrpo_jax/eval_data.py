@@ -20,6 +20,9 @@ Fields of one split (`config.eval.splits.<name>`; the name labels its metrics, t
                           same scenes as the training data
   size                    engine: image width = height in pixels (>= 64)
   difficulty              engine: 1, 2 or 3; 0 draws it per sample
+  families                engine, qa: comma-separated QA families (data.qa.FAMILIES); "" all of them
+  photo                   engine, qa: photo-like variants (data.photo)
+  stratified              engine, qa: every (family, difficulty) equally often
 
 Fields a split leaves out take the defaults in SPLIT_DEFAULTS (`task` has none); an unknown field is an error (a
 typo would otherwise silently evaluate something else). `config.eval.num_samples` (0: all) keeps the first N
@@ -40,7 +43,7 @@ log = logging.getLogger(__name__)
 
 SPLIT_DEFAULTS: dict[str, Any] = dict(
     task="", source="engine", path="", image_root="", max_boxes_per_category=0,
-    num=64, seed=1, size=112, difficulty=0,
+    num=64, seed=1, size=112, difficulty=0, families="", photo=False, stratified=False,
 )
 
 
@@ -87,6 +90,13 @@ def split_fields(name: str, split: Mapping[str, Any]) -> dict[str, Any]:
                 raise SplitConfigError(name, field, f[field], f"must be an int >= {low}")
         if f["difficulty"] not in (0, 1, 2, 3):
             raise SplitConfigError(name, "difficulty", f["difficulty"], "must be 1, 2, 3, or 0 (drawn per sample)")
+        for field in ("photo", "stratified"):
+            if not isinstance(f[field], bool):
+                raise SplitConfigError(name, field, f[field], "must be True or False")
+        if not isinstance(f["families"], str) or any(
+                x not in engine.QA_CATEGORIES for x in sources.engine_families(f["families"])):
+            raise SplitConfigError(name, "families", f["families"],
+                                   f"comma-separated names from {list(engine.QA_CATEGORIES)} ('' for all)")
     return f
 
 
@@ -94,7 +104,8 @@ def read_split(name: str, f: Mapping[str, Any], data_dir: str) -> list[Sample]:
     """All samples of the split with validated fields `f` (engine splits are generated under data_dir if needed)."""
     if f["source"] == "engine":
         return sources.engine_samples(f["task"], data_dir, num=f["num"], seed=f["seed"], size=f["size"],
-                                      difficulty=f["difficulty"], split=name)
+                                      difficulty=f["difficulty"], families=f["families"], photo=f["photo"],
+                                      stratified=f["stratified"], split=name)
     if f["task"] in DETECTION_TASKS:
         return read_coco_detection(f["path"], f["image_root"] or None, task=f["task"], split=name,
                                    max_boxes_per_category=f["max_boxes_per_category"] or None)

@@ -21,14 +21,14 @@ import logging
 import math
 import numbers
 import os
-import tempfile
 import time
 from typing import Any, Mapping
 
 import numpy as np
 
-FILENAME = "metrics.jsonl"
-TENSORBOARD_DIR = "tensorboard"
+from syngrpo_jax import run_dir
+from syngrpo_jax.atomic_write import atomic_write
+
 _RESERVED = ("step", "time")
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 def metrics_path(path_or_workdir: str | os.PathLike) -> str:
     """`<workdir>/metrics.jsonl` for a directory, the path itself for a file."""
     path = os.fspath(path_or_workdir)
-    return os.path.join(path, FILENAME) if os.path.isdir(path) else path
+    return os.path.join(path, run_dir.METRICS_FILE) if os.path.isdir(path) else path
 
 
 def to_scalar(key: str, value: Any) -> bool | int | float:
@@ -106,21 +106,6 @@ def read_metrics(path_or_workdir: str | os.PathLike) -> list[dict]:
         return _parse_lines(f.read(), path)[0]
 
 
-def _atomic_write(path: str, text: str) -> None:
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".metrics-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class MetricsWriter:
     """Appends `{"step", "time", **scalars}` lines to `<workdir>/metrics.jsonl` and scalars to TensorBoard.
 
@@ -135,7 +120,7 @@ class MetricsWriter:
             raise ValueError(f"resume_step must be an int or None, got {resume_step!r}")
         self.workdir = os.path.abspath(os.fspath(workdir))
         os.makedirs(self.workdir, exist_ok=True)
-        self.path = os.path.join(self.workdir, FILENAME)
+        self.path = os.path.join(self.workdir, run_dir.METRICS_FILE)
         self._prepare_file(resume_step)
         self._file = open(self.path, "a", encoding="utf-8")
         self._tb = None
@@ -144,7 +129,7 @@ class MetricsWriter:
 
             # purge_step: TensorBoard hides this run's earlier events from resume_step + 1 on, so the repeated
             # steps are not drawn twice.
-            self._tb = SummaryWriter(os.path.join(self.workdir, TENSORBOARD_DIR), flush_secs=tensorboard_flush_secs,
+            self._tb = SummaryWriter(os.path.join(self.workdir, run_dir.TENSORBOARD), flush_secs=tensorboard_flush_secs,
                                      purge_step=None if resume_step is None else resume_step + 1)
 
     def _prepare_file(self, resume_step: int | None) -> None:
@@ -160,7 +145,7 @@ class MetricsWriter:
         if resume_step is not None and len(kept) < len(records):
             log.info("%s: resuming at step %d, removing %d later records", self.path, resume_step,
                      len(records) - len(kept))
-        _atomic_write(self.path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
+        atomic_write(self.path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
 
     def write(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Record the scalars of one step. Keys are metric names (slashes group them); values are scalars."""

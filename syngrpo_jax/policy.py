@@ -9,18 +9,20 @@ code as a real checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 from typing import Sequence
 
 import jax.numpy as jnp
 
+from syngrpo_jax.atomic_write import atomic_write_json
 from syngrpo_jax.models import qwen2_5_vl
 from syngrpo_jax.models.config import Qwen25VLConfig
 from syngrpo_jax.models.tiny import tiny_config
 from syngrpo_jax.processing.tiny_tokenizer import build_tiny_tokenizer
+from syngrpo_jax.processing.image import preprocessor_config
 from syngrpo_jax.processing.tokenizer import Tokenizer
+from syngrpo_jax.run_dir import RunDir
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
@@ -79,6 +81,9 @@ def build_tiny(out_dir: str, tiny, seed: int, corpus: Sequence[str] = ()) -> str
         vision_heads=tiny.vision_heads, vision_intermediate_size=tiny.vision_intermediate_size,
         fullatt_block_indexes=tuple(tiny.fullatt_block_indexes))
     qwen2_5_vl.save_pretrained(qwen2_5_vl.init_random(config, seed=seed), tmp)
+    # A hub checkpoint's image-processor settings, so processors that read the directory (vLLM's) load it too.
+    atomic_write_json(os.path.join(tmp, "preprocessor_config.json"),
+                      preprocessor_config(min_pixels=56 * 56, max_pixels=12845056))
     os.replace(tmp, out_dir)
     return out_dir
 
@@ -94,7 +99,7 @@ def resolve_model_dir(model_cfg, workdir: str, seed: int, corpus: Sequence[str] 
     if model_cfg.get("tiny") is None:
         raise ValueError("model.path is empty and model.tiny is not set: give a checkpoint directory or a tiny "
                          "architecture")
-    return build_tiny(os.path.join(workdir, "tiny_model"), model_cfg.tiny, seed, corpus)
+    return build_tiny(RunDir(workdir).tiny_model, model_cfg.tiny, seed, corpus)
 
 
 def load_policy(model_cfg, workdir: str, *, seed: int = 0, mesh=None, corpus: Sequence[str] = ()) -> Policy:
@@ -109,9 +114,7 @@ def load_policy(model_cfg, workdir: str, *, seed: int = 0, mesh=None, corpus: Se
 
 def save_architecture(policy: Policy, out_dir: str) -> None:
     """config.json + tokenizer files (no weights): what evaluation needs next to an orbax checkpoint."""
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(policy.model.config.to_hf_dict(), f, indent=2, sort_keys=True)
+    atomic_write_json(os.path.join(out_dir, "config.json"), policy.model.config.to_hf_dict(), sort_keys=True)
     src = os.path.dirname(policy.tokenizer.source)
     for name in TOKENIZER_FILES:
         if os.path.isfile(os.path.join(src, name)):

@@ -72,11 +72,40 @@ def paper_setting(c: ml_collections.ConfigDict, model: str) -> ml_collections.Co
     return c
 
 
+def vllm_settings() -> ml_collections.ConfigDict:
+    """rollout.vllm: the vLLM worker (rollout.engine="vllm"), started as a subprocess on loopback or reached at
+    `address`; see syngrpo_jax/rollout/vllm_engine.py."""
+    return ml_collections.ConfigDict(dict(
+        address="",  # tcp://host:port of a worker a launch script started; "" starts one here
+        server_public_key="",  # that worker's CURVE public key (Z85 or its server.key file) when off loopback
+        python="",  # the worker venv's python; "" -> <repo>/.venv-vllm/bin/python (built by `make setup`)
+        dtype="float32",  # vLLM's weight dtype (float32 | bfloat16 | float16); pushes are cast to it here
+        max_model_len=4096,  # prompt + response tokens per sequence
+        kv_cache_gb=1.0,  # CPU: KV cache size in GiB
+        gpu_memory_utilization=0.5,  # GPU: the share of the worker's GPU that vLLM may take
+        tensor_parallel_size=1,  # GPUs of one worker
+        visible_devices="",  # CUDA_VISIBLE_DEVICES of a local worker ("" inherits the trainer's)
+        max_images=4,  # images per prompt
+        weight_transfer="auto",  # auto (a /dev/shm file when the worker shares this host, else socket) | file | socket
+        bucket_mb=256,  # socket pushes: bucket size (host memory bound while pushing)
+        max_restarts=2,  # a local worker that dies is restarted this often, then the run stops naming it
+        startup_timeout_s=600.0,
+        request_timeout_s=1800.0,  # a generate or weight push taking longer counts as a dead worker
+    ))
+
+
 def base_config() -> ml_collections.ConfigDict:
+    """Every field with its default; config files change what their setting needs."""
     c = ml_collections.ConfigDict()
     c.method = "syn_grpo"  # see methods.METHODS; set through methods.configure so dependent fields follow
     c.seed = 0  # every random choice of the run derives from (seed, step)
+    _model_and_data(c)
+    _rollout_train_and_loss(c)
+    _rewards_synthesis_and_eval(c)
+    return c
 
+
+def _model_and_data(c: ml_collections.ConfigDict) -> None:
     c.model = ml_collections.ConfigDict()
     c.model.path = ""  # local HF checkpoint dir (config.json, safetensors, tokenizer.json); "" -> model.tiny
     c.model.tokenizer_path = ""  # defaults to model.path
@@ -97,13 +126,22 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.train_path = ""  # files: REC jsonl / COCO json / QA jsonl
     c.data.image_root = ""  # files: image paths in the data are relative to this
     c.data.num_samples = 0  # train on the first N samples (0: all); the paper uses 2,000
-    c.data.engine = ml_collections.ConfigDict(dict(num=64, seed=0, size=112, difficulty=0))
+    # engine: num, seed, size (px), difficulty (1-3; 0 draws it per sample); QA only: families (comma-separated
+    # names of data.qa.FAMILIES; "" all), photo (photo-like variants), stratified (every family x difficulty alike)
+    c.data.engine = ml_collections.ConfigDict(dict(num=64, seed=0, size=112, difficulty=0, families="", photo=False,
+                                                   stratified=False))
     c.data.min_pixels = 56 * 56  # image resizing for the model (Qwen2.5-VL smart_resize bounds)
     c.data.max_pixels = 12845056
     c.data.sampling = "uniform"  # uniform (epochs without replacement) | difficulty (pass-rate aware)
+    # Synthesized image files kept on disk per sample. 0: every version (galleries across epochs; at the paper's
+    # setting about 10k SDXL images per run). K > 0: the last K, plus every version of the gallery's tracked
+    # samples and the images the kept checkpoints resume from.
+    c.data.keep_versions = 0
 
+
+def _rollout_train_and_loss(c: ml_collections.ConfigDict) -> None:
     c.rollout = ml_collections.ConfigDict()
-    c.rollout.engine = "jax"  # jax (native sampler)
+    c.rollout.engine = "jax"  # jax (native sampler) | vllm (a vLLM worker process, settings in rollout.vllm)
     c.rollout.group_size = 6  # G responses per prompt
     c.rollout.temperature = 1.0
     c.rollout.top_p = 1.0
@@ -111,6 +149,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.rollout.max_tokens = 256
     c.rollout.prompt_multiple = 64  # prompt lengths are padded to multiples of this (bounded recompiles)
     c.rollout.response_multiple = 0  # responses are padded to multiples of this in the update; 0: max_tokens
+    c.rollout.vllm = vllm_settings()  # rollout.engine="vllm"
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 20  # prompts per step
@@ -118,7 +157,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.steps = 0
     c.train.micro_batches = 1  # gradient accumulation (must divide batch_size)
     c.train.old_logp = "rollout"  # rollout (the sampler's log-probs) | recompute (a forward before the update)
-    c.train.log_every = 1
+    c.train.log_every = 10  # a log line (rewards, loss, step time) every N steps; 0: none (metrics: every step)
     c.train.checkpoint_every = 50
     c.train.keep_checkpoints = 3
     c.train.eval_every = 0  # 0: only at the end
@@ -138,6 +177,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.entropy_adv_alpha = ml_collections.config_dict.placeholder(float)
     c.loss.cov_mode = ml_collections.config_dict.placeholder(str)
 
+
+def _rewards_synthesis_and_eval(c: ml_collections.ConfigDict) -> None:
     c.reward = ml_collections.ConfigDict()
     c.reward.response_format = "syn_grpo"  # set by the method: grpo | syn_grpo | syn_grpo_no_div
     c.reward.accuracy = "task"  # task (labels: IoU / mAP / exact match) | majority (MM-UPT, labels never read)
@@ -171,4 +212,3 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.num_samples = 0  # 0: all
     # Named splits, each: task, source ("files" | "engine"), path + image_root (files), engine settings (engine).
     c.eval.splits = ml_collections.ConfigDict()
-    return c

@@ -64,6 +64,15 @@ class JobQueue(Generic[T]):
                 n = len(self._items)
                 self._cond.wait_for(lambda: len(self._items) > n or self._closed, left)
 
+    def remove(self, predicate: Callable[[T], bool]) -> list[T]:
+        """Takes out (and returns) every waiting job for which predicate is true, e.g. a departed client's."""
+        with self._cond:
+            out, rest = [], collections.deque()
+            for item in self._items:
+                (out if predicate(item) else rest).append(item)
+            self._items = rest
+            return out
+
     def drain(self) -> list[T]:
         with self._cond:
             items = list(self._items)

@@ -19,32 +19,10 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from syngrpo_jax.protocol.synthesis import Limits, ProtocolError, SynthesizeRequest
+from syngrpo_jax.protocol.synthesis import ProtocolError, SynthesizeRequest
 from synth_torch import masks
 from synth_torch.backends import Backend, OutpaintItem, make_backend
 from synth_torch.segmentation import Segmenter, make_segmenter
-
-_FORMATS = {"PNG": "png", "JPEG": "jpeg"}
-
-
-def sniff_image(data: bytes, limits: Limits) -> tuple[str, int, int]:
-    """(format, width, height) from the image header alone, without decoding pixels. Raises ProtocolError."""
-    if not data:
-        raise ProtocolError("bad_image", "image frame is empty", field="image")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt, (width, height) = img.format, img.size
-    except Exception as e:
-        raise ProtocolError("bad_image", f"image frame ({len(data)} bytes) is not a readable image: "
-                            f"{type(e).__name__}", field="image")
-    if fmt not in _FORMATS:
-        raise ProtocolError("bad_image", f"image format {fmt!r} is not PNG or JPEG", field="image")
-    if width * height > limits.max_image_pixels:
-        raise ProtocolError(
-            "limit_exceeded", f"image is {width}x{height} = {width * height} pixels, over "
-            f"max_image_pixels={limits.max_image_pixels}", field="image", limit="max_image_pixels")
-    return _FORMATS[fmt], width, height
-
 
 def decode_image(data: bytes) -> np.ndarray:
     """uint8[H, W, 3]."""
@@ -81,7 +59,7 @@ class Job:
     width: int
     height: int
     received: float  # time.perf_counter() when the router read it
-    key: object = None  # batch key, set by the server
+    token: int = 0  # the router's name for the job (its byte accounting), echoed by the worker
 
     @property
     def params(self) -> dict:

@@ -2,17 +2,14 @@ r"""The data server: a ZeroMQ ROUTER front end, a bounded job queue, and one wor
 
     python -m synth_torch.server --config=configs/synth.py:procedural [--config.port=0 --ready_file=/tmp/r.json]
 
-Threads: the router thread only parses, validates and answers (ping, stats, errors, `overloaded`) -- it never
-waits on the backend; the worker thread builds the backend (so the device has one owner), takes batches of jobs
-with equal image size and params from the queue, runs the pipeline and hands finished replies back to the router
-over an inproc socket (ZeroMQ sockets are not shared between threads). Protocol: syngrpo_jax.protocol.synthesis.
+Threads: the router thread (synth_torch.router) parses, validates, admits and answers -- it never waits on the
+backend, and every check it runs on a message is bounded (synth_torch.image_check); the worker thread
+(synth_torch.worker) builds the backend, runs batches and hands replies back over an inproc socket. Memory is
+bounded by bytes per client and in total (synth_torch.admission); jobs of clients that disconnect are dropped
+unrun (synth_torch.peers). Protocol: syngrpo_jax.protocol.synthesis. This module: lifecycle and the command line.
 """
 from __future__ import annotations
 
-import collections
-import hmac
-import ipaddress
-import json
 import logging
 import os
 import signal
@@ -21,13 +18,18 @@ import threading
 import time
 import uuid
 
-import numpy as np
 import zmq
 
-from syngrpo_jax.protocol import curve_keys
+from syngrpo_jax.protocol import curve_keys, endpoints
+from syngrpo_jax.protocol.endpoints import BindRefused  # re-exported: the server raises it
 from syngrpo_jax.protocol import synthesis as proto
+from synth_torch.admission import AdminGate, Ledger, check_memory_config
 from synth_torch.job_queue import JobQueue
-from synth_torch.pipeline import Job, Outcome, SynthesisPipeline, sniff_image
+from synth_torch.peers import Peers
+from synth_torch.pipeline import Job
+from synth_torch.router import Router
+from synth_torch.stats import ServerStats
+from synth_torch.worker import Worker
 
 log = logging.getLogger("synth_torch.server")
 
@@ -35,21 +37,8 @@ ADMIN_TOKEN_ENV = "SYNGRPO_SYNTH_ADMIN_TOKEN"
 PARENT_PID_ENV = "SYNGRPO_SYNTH_PARENT_PID"  # set by a launcher whose death should stop this server
 
 
-class BindRefused(RuntimeError):
-    """The configured address is not loopback and no CURVE keys were given."""
-
-
 def limits_from_config(limits_cfg) -> proto.Limits:
     return proto.Limits(**{f: int(limits_cfg[f]) for f in proto.Limits.__dataclass_fields__ if f in limits_cfg})
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # "*", interface names and host names are not loopback
 
 
 def server_curve_keys(config) -> tuple[bytes, bytes] | None:
@@ -67,49 +56,9 @@ def server_curve_keys(config) -> tuple[bytes, bytes] | None:
 def check_bind(config) -> tuple[bytes, bytes] | None:
     """Refuses a non-loopback bind without CURVE keys; returns the keys (or None on plain loopback)."""
     keys = server_curve_keys(config)
-    if not is_loopback(config.bind_address) and keys is None:
-        raise BindRefused(
-            f"refusing to bind config.bind_address={config.bind_address!r}: it is not a loopback address, and "
-            "serving beyond this machine requires ZeroMQ CURVE keys. Generate them with "
-            "`python -m syngrpo_jax.protocol.curve_keys --out_dir=KEYS` and set "
-            "config.curve.server_secret_key_file=KEYS/server.key_secret (clients then need KEYS/server.key).")
+    endpoints.check_bind(config.bind_address, keys,
+                         how_to="set config.curve.server_secret_key_file=KEYS/server.key_secret")
     return keys
-
-
-class _Stats:
-    """Counters and recent per-stage timings; written by both threads, hence the lock."""
-
-    def __init__(self, window: int = 1024):
-        self.lock = threading.Lock()
-        self.counts = collections.Counter()
-        self.timings = {s: collections.deque(maxlen=window) for s in (*proto.STAGES, "total")}
-        self.batch_sizes = collections.deque(maxlen=window)
-
-    def add(self, name: str, n: int = 1) -> None:
-        with self.lock:
-            self.counts[name] += n
-
-    def record(self, outcome: Outcome) -> None:
-        with self.lock:
-            self.counts["done" if outcome.error is None else "failed"] += 1
-            if outcome.error is not None:
-                self.counts[f"failed_{outcome.error.code}"] += 1
-            for stage, seconds in outcome.timings.items():
-                if stage in self.timings:
-                    self.timings[stage].append(seconds)
-            self.batch_sizes.append(outcome.batch_size)
-
-    def snapshot(self) -> dict:
-        with self.lock:
-            timings = {}
-            for stage, values in self.timings.items():
-                if values:
-                    arr = np.asarray(values)
-                    timings[stage] = {"count": len(arr), "mean_s": float(arr.mean()),
-                                      "p50_s": float(np.percentile(arr, 50)), "p95_s": float(np.percentile(arr, 95)),
-                                      "max_s": float(arr.max())}
-            return {"counts": dict(self.counts), "timings": timings,
-                    "mean_batch_size": float(np.mean(self.batch_sizes)) if self.batch_sizes else 0.0}
 
 
 class SynthServer:
@@ -125,72 +74,64 @@ class SynthServer:
     def __init__(self, config, *, backend=None, segmenter=None):
         self.config = config
         self.limits = limits_from_config(config.limits)
+        check_memory_config(config.memory, self.limits)
         self._curve = check_bind(config)  # fail fast, before any model loads
         self.admin_token = config.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None
         self.queue: JobQueue[Job] = JobQueue(int(config.queue_size))
-        self.batch_size = max(1, int(config.batch_size))
-        self._stats = _Stats()
+        self.ledger = Ledger.from_config(config.memory)
+        self._stats = ServerStats()
         self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._load_error: BaseException | None = None
-        self._backend, self._segmenter = backend, segmenter
-        self.pipeline: SynthesisPipeline | None = None
-        self.identity: dict = {"backend": config.backend}
         self._ctx = zmq.Context()
-        self._inproc = f"inproc://synth-results-{uuid.uuid4().hex}"
+        inproc = f"inproc://synth-results-{uuid.uuid4().hex}"
+        self._pull = self._ctx.socket(zmq.PULL)
+        self._pull.bind(inproc)
+        self.worker = Worker(config, self.limits, self.queue, self._stats, self._ctx, inproc, backend=backend,
+                             segmenter=segmenter)
+        self.router: Router | None = None
         self._auth = None
-        self._router = self._pull = None
+        self._sock = self._peers = None
         self._threads: list[threading.Thread] = []
         self.endpoint: str | None = None
         self.started = time.time()
-        self._in_progress = 0
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
     def _load_and_bind(self, load_timeout_s: float | None) -> None:
-        worker = threading.Thread(target=self._worker_main, name="synth-worker", daemon=True)
-        self._pull = self._ctx.socket(zmq.PULL)
-        self._pull.bind(self._inproc)
+        worker = threading.Thread(target=self.worker.run, args=(self._stop,), name="synth-worker", daemon=True)
         worker.start()
         self._threads.append(worker)
-        if not self._ready.wait(load_timeout_s):
+        if not self.worker.ready.wait(load_timeout_s):
             raise TimeoutError(f"backend {self.config.backend!r} did not load within {load_timeout_s} s")
-        if self._load_error is not None:
+        if self.worker.load_error is not None:
             self.close()
-            raise self._load_error
+            raise self.worker.load_error
         self._bind()
+        self.router = Router(
+            sock=self._sock, peers=self._peers, pull=self._pull, queue=self.queue, ledger=self.ledger,
+            stats=self._stats, limits=self.limits, admin_token=self.admin_token,
+            admin_gate=AdminGate(float(self.config.admin_retry_s)), stop=self._stop, describe=self.stats,
+            backend=self.config.backend)
 
     def _bind(self) -> None:
         cfg = self.config
-        sock = self._ctx.socket(zmq.ROUTER)
-        sock.linger = 500
-        sock.rcvhwm = 64  # with maxmsgsize, bounds what one slow-draining peer can make zmq buffer
-        sock.sndhwm = 1000
-        sock.maxmsgsize = 2 * self.limits.max_message_bytes  # bigger frames: the peer is disconnected
-        if self._curve is not None:
-            public, secret = self._curve
-            if cfg.curve.authorized_clients_dir:
-                from zmq.auth.thread import ThreadAuthenticator
-
-                self._auth = ThreadAuthenticator(self._ctx, log=logging.getLogger("synth_torch.server.auth"))
-                self._auth.start()
-                self._auth.configure_curve(domain="*", location=str(cfg.curve.authorized_clients_dir))
-            sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
-        host = cfg.bind_address
-        if ":" in host:
-            sock.ipv6 = True
-            host = f"[{host.strip('[]')}]"
-        port = int(cfg.port)
-        sock.bind(f"tcp://{host}:{port if port else '*'}")
-        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._router = sock
+        sock, self.endpoint, self._auth = endpoints.bind_router(
+            self._ctx, cfg.bind_address, int(cfg.port), self._curve,
+            authorized_clients_dir=cfg.curve.authorized_clients_dir, max_message_bytes=self.limits.max_message_bytes,
+            rcvhwm=int(cfg.memory.request_hwm),  # requests zmq holds per connection until the router reads them
+            sndhwm=int(cfg.memory.reply_hwm),  # replies zmq holds per connection; the rest wait, counted
+            router_mandatory=True,  # a full pipe is EAGAIN (kept and retried), a departed peer EHOSTUNREACH
+            before_bind=self._watch_peers)  # before bind: every connection's ACCEPTED event is seen
+        self._sock = sock
         log.info("synth server (%s) listening on %s%s", cfg.backend, self.endpoint,
                  " with CURVE" if self._curve else "")
+
+    def _watch_peers(self, sock: zmq.Socket) -> None:
+        self._peers = Peers(sock)
 
     def start(self, load_timeout_s: float | None = None) -> "SynthServer":
         """Loads the backend, binds, and serves on a background thread."""
         self._load_and_bind(load_timeout_s)
-        router = threading.Thread(target=self._router_main, name="synth-router", daemon=True)
+        router = threading.Thread(target=self._serve, name="synth-router", daemon=True)
         router.start()
         self._threads.append(router)
         return self
@@ -199,15 +140,24 @@ class SynthServer:
         """Loads, binds and serves on the calling thread until `stop()` or an authenticated `shutdown`."""
         self._load_and_bind(None)
         if ready_file:
-            tmp = f"{ready_file}.tmp{os.getpid()}"
-            with open(tmp, "w") as f:
-                json.dump({"endpoint": self.endpoint, "pid": os.getpid(), "backend": self.config.backend}, f)
-            os.replace(tmp, ready_file)
-        self._router_main()
+            endpoints.write_ready_file(
+                ready_file, {"endpoint": self.endpoint, "pid": os.getpid(), "backend": self.config.backend})
+        self._serve()
+
+    def _serve(self) -> None:
+        """The router thread: serve, then answer queued jobs `shutting_down` and forward the worker's last."""
+        try:
+            self.router.run()
+        finally:
+            self.router.answer_queued()
+            for t in self._threads:
+                if t.name == "synth-worker":
+                    t.join(30.0)
+            self.router.finish()
+            log.info("synth server stopped: %s", self._stats.snapshot()["counts"])
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
-        self.queue.close()
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout_s)
@@ -219,7 +169,10 @@ class SynthServer:
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
-        for s in (self._router, self._pull):
+        if self._peers is not None:
+            self._peers.close()
+            self._peers = None
+        for s in (self._sock, self._pull):
             if s is not None and not s.closed:
                 s.close()
         if all(not t.is_alive() for t in self._threads):
@@ -231,198 +184,6 @@ class SynthServer:
     def __exit__(self, *exc):
         self.stop()
 
-    # ---- router thread ---------------------------------------------------------------------------------------
-
-    def _router_main(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self._router, zmq.POLLIN)
-        poller.register(self._pull, zmq.POLLIN)
-        try:
-            while not self._stop.is_set():
-                events = dict(poller.poll(100))
-                if self._pull in events:
-                    self._forward_results()
-                if self._router in events:
-                    for _ in range(256):  # bounded so results are forwarded between request bursts
-                        try:
-                            frames = self._router.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        self._handle(frames[0], frames[1:])
-                        if self._stop.is_set():
-                            break
-        finally:
-            self._finish()
-
-    def _finish(self) -> None:
-        """Answers queued jobs with `shutting_down`, lets the worker finish, forwards what it sent."""
-        self.queue.close()
-        for job in self.queue.drain():
-            self._send_error(job.identity, "synthesize", job.request.request_id,
-                             proto.ProtocolError("shutting_down", "the server stopped before this job ran"),
-                             job_id=job.request.job_id, sample_id=job.request.sample_id)
-        for t in self._threads:
-            if t.name == "synth-worker":
-                t.join(30.0)
-        self._forward_results()
-        log.info("synth server stopped: %s", self._stats.snapshot()["counts"])
-
-    def _forward_results(self) -> None:
-        while True:
-            try:
-                frames = self._pull.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self._send(frames)
-
-    def _send(self, frames: list[bytes]) -> None:
-        try:
-            self._router.send_multipart(frames, zmq.NOBLOCK)  # unknown or slow peers are dropped, never waited on
-        except zmq.ZMQError as e:
-            self._stats.add("reply_dropped")
-            log.debug("reply dropped: %s", e)
-
-    def _send_error(self, identity, op, request_id, err: proto.ProtocolError, **fields) -> None:
-        self._send([identity, proto.pack(proto.error_header(op, request_id, err, **fields))])
-
-    def _handle(self, identity: bytes, frames: list[bytes]) -> None:
-        received = time.perf_counter()
-        op = request_id = None
-        echo = {}
-        try:
-            if not frames:
-                raise proto.ProtocolError("bad_message", "message has no frames; expected [header] or [header, image]")
-            if len(frames) > 2:
-                raise proto.ProtocolError(
-                    "bad_message", f"message has {len(frames)} frames; expected [header] or [header, image]")
-            size = sum(len(f) for f in frames)
-            if size > self.limits.max_message_bytes:
-                raise proto.ProtocolError(
-                    "limit_exceeded", f"message is {size} bytes, over max_message_bytes={self.limits.max_message_bytes}",
-                    limit="max_message_bytes")
-            header = proto.unpack_header(frames[0], self.limits)
-            # Echo what can be echoed even if validation fails below, so the sender can match the error.
-            op = header.get("op") if header.get("op") in proto.OPS else None
-            rid = header.get("id")
-            request_id = rid if isinstance(rid, str) and len(rid) <= self.limits.max_id_chars else None
-            for k in ("job_id", "sample_id"):
-                v = header.get(k)
-                if (isinstance(v, str) and len(v) <= self.limits.max_id_chars) or (
-                        isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63):
-                    echo[k] = v
-            op, request_id = proto.validate_envelope(header, self.limits)
-            if op != "synthesize" and len(frames) != 1:
-                raise proto.ProtocolError("bad_message", f"op {op!r} takes one frame, got {len(frames)}")
-            if op == "synthesize":
-                self._admit(identity, header, frames, received)
-            elif op == "ping":
-                proto.validate_plain(header)
-                self._send([identity, proto.pack(proto.reply_header(
-                    op, request_id, True, ready=self._ready.is_set(), backend=self.config.backend))])
-            elif op == "stats":
-                proto.validate_plain(header)
-                self._send([identity, proto.pack(proto.reply_header(op, request_id, True, stats=self.stats()))])
-            elif op == "shutdown":
-                token = proto.validate_shutdown(header, self.limits)
-                if not self.admin_token:
-                    raise proto.ProtocolError("unauthorized", "shutdown is disabled: the server has no admin token")
-                if not hmac.compare_digest(token.encode(), self.admin_token.encode()):
-                    self._stats.add("unauthorized")
-                    raise proto.ProtocolError("unauthorized", "shutdown refused: wrong admin token", field="token")
-                self._send([identity, proto.pack(proto.reply_header(op, request_id, True))])
-                log.info("authenticated shutdown request")
-                self._stop.set()
-        except proto.ProtocolError as e:
-            self._stats.add("overloaded" if e.code == "overloaded" else "rejected")
-            self._send_error(identity, op, request_id, e, **echo)
-        except Exception as e:  # a bug must cost one reply, not the service
-            log.exception("router failed on a request")
-            self._stats.add("rejected")
-            self._send_error(identity, op, request_id,
-                             proto.ProtocolError("internal", f"{type(e).__name__}: {e}"), **echo)
-
-    def _admit(self, identity, header, frames, received) -> None:
-        request = proto.validate_synthesize(header, self.limits)
-        if len(frames) != 2:
-            raise proto.ProtocolError("bad_message", "synthesize needs an image frame after the header", field="image")
-        _, width, height = sniff_image(frames[1], self.limits)
-        job = Job(identity, request, frames[1], width, height, received)
-        if not self.queue.try_put(job):
-            raise proto.ProtocolError(
-                "overloaded", f"job queue is full ({self.queue.capacity} waiting, queue_size={self.queue.capacity}); "
-                "retry later", limit="queue_size")
-        self._stats.add("accepted")
-
-    # ---- worker thread ---------------------------------------------------------------------------------------
-
-    def _worker_main(self) -> None:
-        try:
-            self.pipeline = SynthesisPipeline(self.config, backend=self._backend, segmenter=self._segmenter)
-            self.identity = self.pipeline.identity()
-        except BaseException as e:  # reported by start()/serve_forever() on the main thread
-            self._load_error = e
-            self._ready.set()
-            return
-        push = self._ctx.socket(zmq.PUSH)
-        push.linger = 1000
-        push.connect(self._inproc)
-        self._ready.set()
-
-        def key(job: Job):
-            try:
-                return self.pipeline.batch_key(job)
-            except Exception:
-                return id(job)  # unbatchable, never equal to another key
-
-        try:
-            while not self._stop.is_set():
-                batch = self.queue.take_batch(self.batch_size, key, timeout=0.2,
-                                               linger_s=float(self.config.batch_wait_s))
-                if batch:
-                    self._run_batch(batch, push)
-        finally:
-            push.close()
-
-    def _run_batch(self, batch: list[Job], push) -> None:
-        dequeued = time.perf_counter()
-        live = []
-        for job in batch:
-            if job.request.timeout_s is not None and dequeued - job.received > job.request.timeout_s:
-                oc = Outcome(job, error=proto.ProtocolError(
-                    "expired", f"job waited {dequeued - job.received:.3f} s in the queue, over its "
-                    f"timeout_s={job.request.timeout_s}", field="timeout_s"))
-                oc.timings["queue_wait"] = dequeued - job.received
-                self._reply(oc, push)
-            else:
-                live.append(job)
-        if not live:
-            return
-        self._in_progress = len(live)
-        try:
-            outcomes = self.pipeline.run(live, dequeued)
-        except Exception as e:
-            log.exception("pipeline failed on a batch of %d", len(live))
-            outcomes = [Outcome(j, error=proto.ProtocolError("internal", f"{type(e).__name__}: {e}"),
-                                batch_size=len(live)) for j in live]
-        finally:
-            self._in_progress = 0
-        for oc in outcomes:
-            self._reply(oc, push)
-
-    def _reply(self, oc: Outcome, push) -> None:
-        req = oc.job.request
-        oc.timings["total"] = time.perf_counter() - oc.job.received
-        self._stats.record(oc)
-        common = dict(job_id=req.job_id, sample_id=req.sample_id, timings=oc.timings, batch_size=oc.batch_size)
-        if oc.error is not None:
-            push.send_multipart([oc.job.identity, proto.pack(proto.error_header("synthesize", req.request_id,
-                                                                                oc.error, **common))])
-            return
-        header = proto.reply_header(
-            "synthesize", req.request_id, True, width=oc.job.width, height=oc.job.height,
-            boxes_verified=bool(oc.boxes_verified), backend=self.config.backend, **common)
-        push.send_multipart([oc.job.identity, proto.pack(header), oc.image_png])
-
     # ---- introspection ---------------------------------------------------------------------------------------
 
     def stats(self) -> dict:
@@ -431,11 +192,12 @@ class SynthServer:
         return {
             "protocol_version": proto.PROTOCOL_VERSION,
             "queue_depth": len(self.queue), "queue_capacity": self.queue.capacity,
-            "in_progress": self._in_progress, "batch_size": self.batch_size,
+            "in_progress": self.worker.in_progress, "batch_size": self.worker.batch_size,
             "done": counts.get("done", 0), "failed": counts.get("failed", 0),
             "overloaded": counts.get("overloaded", 0), "rejected": counts.get("rejected", 0),
             "counts": counts, "timings": snap["timings"], "mean_batch_size": snap["mean_batch_size"],
-            "backend": _plain(self.identity), "uptime_s": time.time() - self.started, "pid": os.getpid(),
+            "memory": self.ledger.snapshot(), "connections": self._peers.connections if self._peers else 0,
+            "backend": _plain(self.worker.identity), "uptime_s": time.time() - self.started, "pid": os.getpid(),
             "curve": self._curve is not None,
         }
 
@@ -449,22 +211,6 @@ def _plain(obj):
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     return str(obj)
-
-
-def _exit_with_parent() -> None:
-    """If a launcher asked (PARENT_PID_ENV), get SIGTERM when it dies (Linux), so a SIGKILLed trainer leaves no
-    orphan server holding a GPU; a parent already gone before this point is caught by comparing pids."""
-    parent = os.environ.get(PARENT_PID_ENV)
-    if not parent:
-        return
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != int(parent):
-        log.error("launcher %s is gone; exiting", parent)
-        sys.exit(1)
 
 
 def _lower_priority(nice) -> None:
@@ -482,12 +228,12 @@ def main(argv) -> None:
     del argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         stream=sys.stderr)
-    _exit_with_parent()
+    endpoints.exit_with_parent(PARENT_PID_ENV)
     config = flags.FLAGS.config
     _lower_priority(config.get("nice", 0))
     try:
         server = SynthServer(config)
-    except BindRefused as e:
+    except (BindRefused, ValueError) as e:  # a refused bind, or a config that names its bad field
         log.error("%s", e)
         sys.exit(2)
 

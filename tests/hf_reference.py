@@ -86,3 +86,17 @@ def hf_logits(model, ids, mask, pixel_values=None, grid=None):
         kwargs.update(pixel_values=torch.tensor(pixel_values), image_grid_thw=torch.tensor(grid))
     with torch.no_grad():
         return model(**kwargs).logits.float().numpy()
+
+
+def image_only_processor_class():
+    """transformers' Qwen2_5_VLProcessor without the video processor: AutoProcessor.from_pretrained also loads a
+    video processor, which needs torchvision (not installed here); this subclass loads the image processor, the
+    tokenizer and the chat template from a model directory and processes text + images exactly like the full
+    processor."""
+    from transformers import Qwen2_5_VLProcessor
+
+    class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+    return ImageOnlyQwen2_5_VLProcessor

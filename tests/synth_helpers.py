@@ -48,3 +48,66 @@ def running_server(config, **kwargs):
         yield server
     finally:
         server.stop()
+
+
+# ---- hostile images (issue 11): each reproduces an attack that got past the old header checks -------------------
+
+
+def jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) of each segment of a well-formed JPEG; a scan's entropy-coded data is part of its
+    SOS segment. Written independently of synth_torch.image_check (a plain walk of a trusted file)."""
+    import re
+    import struct
+
+    out, pos = [], 2
+    while True:
+        marker = data[pos + 1]
+        if marker == 0xD9:
+            out.append((marker, pos, pos + 2))
+            return out
+        end = pos + 2 + struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        if marker == 0xDA:
+            end = re.compile(rb"\xff[^\x00\xd0-\xd7]").search(data, end).start()
+        out.append((marker, pos, end))
+        pos = end
+
+
+def progressive_jpeg(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 30, 200)).save(buf, "JPEG", progressive=True, quality=90)
+    return buf.getvalue()
+
+
+def jpeg_scan_bomb(width=4096, height=4096, repeats=3000) -> bytes:
+    """A progressive JPEG whose last scan is repeated `repeats` times: ~160 KB, and each repeat costs the decoder
+    a pass over the whole image (~12 ms at 4096^2: 3,000 repeats held the old server's worker for 35 s)."""
+    data = progressive_jpeg(width, height)
+    _, start, end = [s for s in jpeg_segments(data) if s[0] == 0xDA][-1]
+    return data[:end] + data[start:end] * repeats + data[end:]
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_many_chunks(total_bytes=32 * 2**20 - 4096, image=None) -> bytes:
+    """A valid small PNG with empty ancillary chunks (12 bytes each) inserted after IHDR up to total_bytes: the
+    old server's Pillow walked all 2.7M of them on the router thread (8.6 s without answering anyone)."""
+    data = png_bytes(image if image is not None else make_image(16, 16))
+    ihdr_end = 8 + 25
+    filler = png_chunk(b"prVt", b"")  # a private ancillary chunk type: decoders skip it
+    n = (total_bytes - len(data)) // len(filler)
+    return data[:ihdr_end] + filler * n + data[ihdr_end:]
+
+
+def jpeg_many_markers(total_bytes=32 * 2**20 - 4096) -> bytes:
+    """A valid small JPEG with empty COM markers (4 bytes each) after SOI up to total_bytes (the old server's
+    Pillow walked them all in Python: 3.4 s for 32 MB)."""
+    buf = io.BytesIO()
+    Image.fromarray(make_image(16, 16)).save(buf, "JPEG")
+    data = buf.getvalue()
+    n = (total_bytes - len(data)) // 4
+    return data[:2] + b"\xff\xfe\x00\x02" * n + data[2:]

@@ -16,7 +16,8 @@ from flax import nnx
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from syngrpo_jax import eval_data, evaluate
+from syngrpo_jax import eval_data, eval_scoring, evaluate, evaluator
+from syngrpo_jax.checkpoint_sources import resolve_checkpoint
 from syngrpo_jax.checkpoints import Checkpointer
 from syngrpo_jax.data import engine
 from syngrpo_jax.policy import load_policy, save_architecture
@@ -46,12 +47,14 @@ def make_config(splits=SPLITS, pixels=112 * 112):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A tiny random model as an HF dir, and a training workdir with checkpoints at steps 1 (the same weights) and
-    2 (final norm zeroed: every logit 0, so greedy decoding repeats token 0)."""
+    2 (final norm zeroed: every logit 0, so greedy decoding repeats token 0). The workdir holds the run's
+    config.json, as a trainer's does: it must not be taken for an HF model directory."""
     root = tmp_path_factory.mktemp("eval")
     config = make_config()
     policy = load_policy(config.model, str(root), seed=0)
     workdir = root / "run"
     save_architecture(policy, str(workdir / "policy"))
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     params = nnx.to_pure_dict(nnx.state(policy.model))
     silent = jax.tree.map(lambda x: x, params)
     silent["text"]["norm"] = jnp.zeros_like(params["text"]["norm"])
@@ -152,7 +155,7 @@ def test_step_dir_and_workdir(run, hf_eval):
     assert table["columns"][0] == "step" and "rec_val/acc@0.5" in table["columns"] and "qa_val/accuracy" in \
         table["columns"]
     for row, step in zip(table["rows"], (1, 2)):
-        assert row == {"step": step, **evaluate.scalar_metrics(results[step])}
+        assert row == {"step": step, **evaluator.scalar_metrics(results[step])}
     md = open(os.path.join(out, "table.md")).read().splitlines()
     assert len(md) == 4 and md[0].startswith("| step | ") and md[2].startswith("| 1 |") and md[3].startswith("| 2 |")
 
@@ -174,6 +177,7 @@ def test_command_line(run, tmp_path):
          f"--checkpoint={os.path.join(run['workdir'], 'checkpoints', '2')}", f"--workdir={out}",
          "--config.eval.max_tokens=5"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not re.search(r"^I\d{4} ", proc.stderr, re.M), proc.stderr[:2000]  # no absl INFO lines (orbax chatter)
     metrics = read_json(out / "2" / "metrics.json")
     assert metrics["step"] == 2 and metrics["splits"]["rec_val"]["mean_response_tokens"] == 5
     assert json.loads(proc.stdout.strip().splitlines()[-1])["rec_val/num_samples"] == 6
@@ -275,7 +279,7 @@ def fake_eval(run, tmp_path_factory):
             [{"bbox_2d": half(b), "label": lab} for b, lab in pred]))
     fake = FakeEngine(texts)
     out = tmp_path_factory.mktemp("fake_eval")
-    metrics = evaluate.Evaluator(fake, run["policy"].tokenizer, config, data, progress=False).evaluate(
+    metrics = evaluator.Evaluator(fake, run["policy"].tokenizer, config, data, progress=False).evaluate(
         str(out), step=7)
     return dict(metrics=metrics, rows=read_predictions(out / "predictions.jsonl"), data=data, texts=texts,
                 r=r, qa_right=qa_right, o=o, ovd_preds=ovd_preds, engine=fake)
@@ -367,11 +371,11 @@ def test_coco_map_equals_pycocotools():
     # to the regular gt (IoU 0.99996), which COCOeval prefers to any ignored gt.
     gts[3] = [([0.0, 0.0, 100001.0, 100001.0], "a"), ([0.0, 0.0, 99999.0, 99999.0], "a")]
     preds[3] = [([0.0, 0.0, 100001.0, 100001.0], "a")]
-    ours = evaluate.coco_map([[b for b, _ in g] for g in gts], [[lab for _, lab in g] for g in gts],
+    ours = eval_scoring.coco_map([[b for b, _ in g] for g in gts], [[lab for _, lab in g] for g in gts],
                              [[b for b, _ in p] for p in preds], [[lab for _, lab in p] for p in preds])
     assert 0.05 < ours < 0.95
     assert ours == pytest.approx(coco_eval(gts, preds), abs=1e-12)
-    assert evaluate.coco_map([[]], [[]], [[[0, 0, 5, 5]]], [["a"]]) is None
+    assert eval_scoring.coco_map([[]], [[]], [[[0, 0, 5, 5]]], [["a"]]) is None
 
 
 # -------------------------------------------------------------------------------------------------- bad inputs
@@ -379,20 +383,20 @@ def test_coco_map_equals_pycocotools():
 
 def test_bad_checkpoint_paths(run, tmp_path):
     with pytest.raises(FileNotFoundError, match="--checkpoint='/nonexistent/x'"):
-        evaluate.resolve_checkpoint("/nonexistent/x")
+        resolve_checkpoint("/nonexistent/x")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"--checkpoint='.*empty' is none of the kinds.*HF model directory"):
-        evaluate.resolve_checkpoint(str(tmp_path / "empty"))
+        resolve_checkpoint(str(tmp_path / "empty"))
     with pytest.raises(ValueError, match=r"policy'? has config.json but no \*.safetensors"):
-        evaluate.resolve_checkpoint(os.path.join(run["workdir"], "policy"))
+        resolve_checkpoint(os.path.join(run["workdir"], "policy"))
     (tmp_path / "nopolicy" / "checkpoints").mkdir(parents=True)
     with pytest.raises(ValueError, match="without any finished checkpoint"):
-        evaluate.resolve_checkpoint(str(tmp_path / "nopolicy"))
+        resolve_checkpoint(str(tmp_path / "nopolicy"))
     (tmp_path / "nopolicy2").mkdir()
     os.symlink(os.path.join(run["workdir"], "checkpoints"), tmp_path / "nopolicy2" / "checkpoints")
     with pytest.raises(FileNotFoundError, match=r"nopolicy2/policy' has no config.json"):
-        evaluate.resolve_checkpoint(str(tmp_path / "nopolicy2"))
-    kinds = {evaluate.resolve_checkpoint(p).kind: evaluate.resolve_checkpoint(p).steps
+        resolve_checkpoint(str(tmp_path / "nopolicy2"))
+    kinds = {resolve_checkpoint(p).kind: resolve_checkpoint(p).steps
              for p in (run["workdir"], os.path.join(run["workdir"], "checkpoints", "2"), run["policy"].model_dir)}
     assert kinds == {"workdir": (1, 2), "step": (2,), "hf": ()}
 
@@ -424,6 +428,8 @@ def test_files_splits(tmp_path, monkeypatch):
     (dict(task="rec", source="web"), "eval.splits.bad.source='web': unknown source"),
     (dict(task="rec", sed=3), "eval.splits.bad.sed=3: unknown field"),
     (dict(task="rec", difficulty=5), "eval.splits.bad.difficulty=5"),
+    (dict(task="qa", families="cubes,histogram"), "eval.splits.bad.families='cubes,histogram': comma-separated"),
+    (dict(task="qa", photo="yes"), "eval.splits.bad.photo='yes': must be True or False"),
 ])
 def test_bad_split_config(tmp_path, split, message):
     config = make_config(dict(ok=SPLITS["rec_val"], bad=split))
@@ -439,7 +445,7 @@ def test_bad_eval_settings(run, tmp_path):
     data = eval_data.build_splits(config, str(tmp_path))
     config.eval.batch_size = 0
     with pytest.raises(ValueError, match="eval.batch_size=0"):
-        evaluate.Evaluator(FakeEngine({}), run["policy"].tokenizer, config, data)
+        evaluator.Evaluator(FakeEngine({}), run["policy"].tokenizer, config, data)
     config.eval.batch_size, config.eval.max_tokens = 4, 0
     with pytest.raises(ValueError, match="eval.max_tokens=0"):
-        evaluate.Evaluator(FakeEngine({}), run["policy"].tokenizer, config, data)
+        evaluator.Evaluator(FakeEngine({}), run["policy"].tokenizer, config, data)

@@ -1,6 +1,7 @@
 """The trainer end to end: the real data-server subprocess, every method config, exact resume after SIGKILL,
 sync vs async synthesis, and configuration errors caught before anything compiles."""
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -18,6 +19,7 @@ from syngrpo_jax import methods, train
 from syngrpo_jax.checkpoints import Checkpointer
 from syngrpo_jax.data.pool import DataPool
 from syngrpo_jax.data.sources import load_samples
+from syngrpo_jax.grpo.optimizer import make_optimizer
 from syngrpo_jax.metrics import read_metrics
 from syngrpo_jax.models import qwen2_5_vl
 
@@ -166,7 +168,7 @@ def _final_state(workdir, step):
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
     model = qwen2_5_vl.from_pretrained(os.path.join(workdir, "tiny_model"))
     params_like = nnx.to_pure_dict(nnx.state(model))
-    opt_like = jax.eval_shape(lambda p: train.make_optimizer(learning_rate=1.0, total_steps=6).init(p), params_like)
+    opt_like = jax.eval_shape(lambda p: make_optimizer(learning_rate=1.0, total_steps=6).init(p), params_like)
     opt_like = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), opt_like)
     params, opt_state, _, host = ckpt.restore(step, params_like=params_like, opt_state_like=opt_like)
     return params, opt_state, host
@@ -253,10 +255,26 @@ def test_resume_restores_smoother_and_reference(tmp_path):
         model = qwen2_5_vl.from_pretrained(str(tmp_path / run / "tiny_model"))
         like = nnx.to_pure_dict(nnx.state(model))
         opt_like = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), jax.eval_shape(
-            lambda p: train.make_optimizer(learning_rate=1.0, total_steps=3).init(p), like))
+            lambda p: make_optimizer(learning_rate=1.0, total_steps=3).init(p), like))
         states.append(ckpt.restore(3, params_like=like, opt_state_like=opt_like, ref_params_like=like))
     (pa, oa, ra, ha), (pb, ob, rb, hb) = states
     for x, y in zip(jax.tree.leaves((pa, oa, ra)), jax.tree.leaves((pb, ob, rb))):
         np.testing.assert_array_equal(x, y)
     assert ha["smoother"] == hb["smoother"] and ha["smoother"]["steps"] == 3
     assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(ra)))  # it trained
+
+
+@pytest.mark.parametrize("module", ["syngrpo_jax.train", "syngrpo_jax.evaluate", "syngrpo_jax.export"])
+def test_docstring_examples_name_configs_that_load(module):
+    """The --config=<file>[:arg] of every example in an entry point's help loads (a stale argument would not)."""
+    import re
+
+    doc = importlib.import_module(module).__doc__
+    configs = re.findall(r"--config=(configs/\S+)", doc)
+    assert configs or module == "syngrpo_jax.export"
+    for spec in configs:
+        file, _, arg = spec.partition(":")
+        loader = importlib.util.spec_from_file_location("example", os.path.join(REPO, file))
+        config_module = importlib.util.module_from_spec(loader)
+        loader.loader.exec_module(config_module)
+        assert config_module.get_config(arg or None).method

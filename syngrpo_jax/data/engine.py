@@ -20,7 +20,12 @@ Tasks:
   ovd  shape scenes, every object a box labelled with its shape name ("circle", ...); the label set to detect
        is the shapes present plus up to two absent ones (written as LVIS `neg_category_ids`). Difficulty scales
        the number of objects (2-4, 4-7, 7-10) and the shape vocabulary.
-  qa   grid counting, bar-chart reading, function-graph values (see `qa_scenes`), difficulty 1-3.
+  qa   questions with exact answers from the QA families (`qa.registry`): grid counting, cubes, bar and pie
+       charts, Sudoku-style grids, function graphs, geometry; difficulty 1-3. `--photo` makes photo-like
+       variants (`photo`: perspective, lighting, blur, noise, JPEG, paper); `--stratified` cycles through
+       (family, difficulty) by sample index so every combination is equally represented.
+
+    python -m syngrpo_jax.data.engine --gallery=docs/engine_gallery.png   one example per family and difficulty
 
 Deterministic: sample `index` of task `task` is drawn from `np.random.default_rng([seed, task_code, index])`
 alone (no global RNG), so the same seed gives byte-identical files, and the first k samples do not depend on
@@ -37,10 +42,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from syngrpo_jax.data import records, referring
+from syngrpo_jax.data import photo, qa, records, referring
 from syngrpo_jax.data.coco_detection import write_coco_detection
+from syngrpo_jax.data.qa import DIFFICULTIES, QA_CATEGORIES
 from syngrpo_jax.data.qa_jsonl import write_qa_jsonl
-from syngrpo_jax.data.qa_scenes import DIFFICULTIES, QA_CATEGORIES, generate_qa
 from syngrpo_jax.data.rec_jsonl import write_rec_jsonl
 from syngrpo_jax.data.sample import Sample
 from syngrpo_jax.data.shape_scene import COLORS, SHAPES, SIZES, render_scene, sample_scene, sub_vocabulary
@@ -55,7 +60,9 @@ class EngineConfig:
     width: int = 224
     height: int = 224
     difficulty: int | None = None  # 1, 2 or 3; None draws it uniformly per sample
-    qa_categories: tuple[str, ...] = QA_CATEGORIES  # QA generators to draw from (uniformly)
+    families: tuple[str, ...] = QA_CATEGORIES  # QA families to draw from (uniformly), names of qa.FAMILIES
+    photo: bool = False  # QA: photo-like variants (probability and strength per difficulty, see `photo`)
+    stratified: bool = False  # QA: sample i takes family i % F and, unless fixed, difficulty (i // F) % 3 + 1
     split: str = "train"
 
     def __post_init__(self):
@@ -63,9 +70,9 @@ class EngineConfig:
             raise ValueError(f"image size {self.width}x{self.height}: width and height must be ints >= 64")
         if self.difficulty is not None and self.difficulty not in DIFFICULTIES:
             raise ValueError(f"difficulty={self.difficulty!r}: must be None or one of {DIFFICULTIES}")
-        unknown = [c for c in self.qa_categories if c not in QA_CATEGORIES]
-        if unknown or not self.qa_categories:
-            raise ValueError(f"qa_categories={self.qa_categories!r}: must be a non-empty subset of {QA_CATEGORIES}")
+        unknown = [c for c in self.families if c not in QA_CATEGORIES]
+        if unknown or not self.families or isinstance(self.families, str):
+            raise ValueError(f"families={self.families!r}: must be a non-empty tuple of names from {QA_CATEGORIES}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,14 +150,26 @@ def ovd_example(rng: np.random.Generator, cfg: EngineConfig) -> Example:
                    meta={"difficulty": difficulty}, scene={"scene": scene.to_json()})
 
 
-def qa_example(rng: np.random.Generator, cfg: EngineConfig) -> Example:
-    """A grid / bar chart / function graph and a question with an exact answer."""
-    difficulty = _difficulty(rng, cfg)
-    category = cfg.qa_categories[int(rng.integers(len(cfg.qa_categories)))]
-    qa = generate_qa(rng, category, cfg.width, cfg.height, difficulty)
-    return Example(image=qa.image, task="qa", query=qa.question, boxes=qa.boxes, labels=qa.labels, categories=(),
-                   answer=qa.answer, meta={"difficulty": difficulty, "qa_category": category},
-                   scene={"category": category, "question": qa.question, "answer": qa.answer, **qa.scene})
+def qa_example(rng: np.random.Generator, cfg: EngineConfig, index: int | None = None,
+               family: str | None = None) -> Example:
+    """A question from one of `cfg.families` (or `family`) with an exact answer; photo-like if `cfg.photo`.
+
+    The scene record holds the family's scene JSON (question, answer, the boxes as rendered) and, with
+    `cfg.photo`, the variant applied (`photo`); the example's boxes are where the foreground ends up."""
+    if family is None and cfg.stratified and index is not None:
+        family = cfg.families[index % len(cfg.families)]
+        difficulty = cfg.difficulty or DIFFICULTIES[(index // len(cfg.families)) % len(DIFFICULTIES)]
+    else:
+        difficulty = _difficulty(rng, cfg)
+        family = family or cfg.families[int(rng.integers(len(cfg.families)))]
+    scene = qa.sample_scene(rng, family, cfg.width, cfg.height, difficulty)
+    image, boxes = qa.render_scene(scene), scene["boxes"]
+    if cfg.photo:
+        scene["photo"] = photo.sample_variant(rng, difficulty, cfg.width, cfg.height)
+        image, boxes = photo.apply_variant(image, boxes, scene["photo"])
+    return Example(image=image, task="qa", query=scene["question"], boxes=[list(b) for b in boxes],
+                   labels=list(scene["labels"]), categories=(), answer=scene["answer"],
+                   meta={"difficulty": difficulty, "qa_category": family}, scene=scene)
 
 
 _MAKERS = {"rec": rec_example, "ovd": ovd_example, "qa": qa_example}
@@ -160,11 +179,22 @@ def make_example(task: str, seed: int, index: int, cfg: EngineConfig = EngineCon
     """Sample `index` of `task` for `seed` (a pure function of its arguments)."""
     if task not in _MAKERS:
         raise ValueError(f"engine task {task!r} is unknown; known: {ENGINE_TASKS}")
-    return _MAKERS[task](example_rng(seed, task, index), cfg)
+    rng = example_rng(seed, task, index)
+    return qa_example(rng, cfg, index) if task == "qa" else _MAKERS[task](rng, cfg)
 
 
 def sample_id(task: str, index: int) -> str:
     return f"{task}-{index:06d}"
+
+
+def save_example(ex: Example, sid: str, image_dir: str, split: str = "train") -> tuple[Sample, dict]:
+    """Writes the example's image to `image_dir/<sid>.png`; returns its `Sample` and its scene record."""
+    path = os.path.join(image_dir, f"{sid}.png")
+    ex.image.save(path, format="PNG")
+    sample = Sample(sample_id=sid, task=ex.task, image_path=path, query=ex.query, categories=ex.categories,
+                    boxes=np.asarray(ex.boxes, np.float32).reshape(-1, 4), labels=tuple(ex.labels), answer=ex.answer,
+                    image_size=ex.image.size, meta={"dataset": "engine", "split": split, **ex.meta})
+    return sample, {"id": sid, "task": ex.task, **ex.scene}
 
 
 def generate(out_dir: str | os.PathLike, task: str, num: int, seed: int = 0, cfg: EngineConfig = EngineConfig(),
@@ -179,15 +209,10 @@ def generate(out_dir: str | os.PathLike, task: str, num: int, seed: int = 0, cfg
     os.makedirs(image_dir, exist_ok=True)
     samples, scenes = [], []
     for index in tqdm(range(num), desc=f"engine {task}", unit="sample", disable=not progress):
-        ex = make_example(task, seed, index, cfg)
         sid = sample_id(task, index)
-        path = os.path.join(image_dir, f"{sid}.png")
-        ex.image.save(path, format="PNG")
-        samples.append(Sample(
-            sample_id=sid, task=task, image_path=path, query=ex.query, categories=ex.categories,
-            boxes=np.asarray(ex.boxes, np.float32).reshape(-1, 4), labels=tuple(ex.labels), answer=ex.answer,
-            image_size=(cfg.width, cfg.height), meta={"dataset": "engine", "split": cfg.split, **ex.meta}))
-        scenes.append({"id": sid, "task": task, **ex.scene})
+        sample, scene = save_example(make_example(task, seed, index, cfg), sid, image_dir, cfg.split)
+        samples.append(sample)
+        scenes.append(scene)
     annotation = os.path.join(out_dir, ANNOTATION_FILES[task])
     if task == "rec":
         write_rec_jsonl(samples, annotation, out_dir)
@@ -213,22 +238,34 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m syngrpo_jax.data.engine", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="output directory (created if missing)")
+    parser.add_argument("--out", help="output directory (created if missing)")
+    parser.add_argument("--gallery", help="instead: write a page of examples per QA family to this PNG")
     parser.add_argument("--task", default="rec", help=f"comma-separated subset of {ENGINE_TASKS}")
     parser.add_argument("--num", type=int, default=200, help="samples per task")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=_parse_size, default=(224, 224), help="image size: N (square) or WxH")
+    parser.add_argument("--size", type=_parse_size, default=None, help="image size: N (square) or WxH "
+                        "(default 224; gallery tiles 200)")
     parser.add_argument("--difficulty", type=int, default=0, help="1, 2 or 3; 0 draws it per sample")
-    parser.add_argument("--qa_categories", default=",".join(QA_CATEGORIES), help="comma-separated QA generators")
+    parser.add_argument("--families", default=",".join(QA_CATEGORIES), help="comma-separated QA families")
+    parser.add_argument("--photo", action="store_true", help="QA: photo-like variants")
+    parser.add_argument("--stratified", action="store_true", help="QA: every (family, difficulty) equally often")
     parser.add_argument("--split", default="train", help="split name recorded in every sample")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
-    cfg = EngineConfig(width=args.size[0], height=args.size[1], difficulty=args.difficulty or None,
-                       qa_categories=tuple(c for c in args.qa_categories.split(",") if c), split=args.split)
+    families = tuple(c for c in args.families.split(",") if c)
+    if args.gallery:
+        from syngrpo_jax.data.gallery import make_gallery  # the gallery builds on this module
+        make_gallery(args.gallery, seed=args.seed, size=(args.size or (200, 200))[0], families=families)
+        print(f"wrote the gallery of {len(families)} QA families to {args.gallery}")
+        return
+    if not args.out:
+        parser.error("--out is required (or --gallery)")
+    width, height = args.size or (224, 224)
+    cfg = EngineConfig(width=width, height=height, difficulty=args.difficulty or None, families=families,
+                       photo=args.photo, stratified=args.stratified, split=args.split)
     for task in [t for t in args.task.split(",") if t]:
         samples = generate(args.out, task, args.num, args.seed, cfg, progress=not args.no_progress)
         print(f"wrote {len(samples)} {task} samples to {os.path.join(args.out, ANNOTATION_FILES[task])}")
-
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""Visual QA annotation files with verifiable answers (the data engine's grid / chart / graph questions).
+"""Visual QA annotation files with verifiable answers (e.g. the data engine's QA families).
 
 One JSON object per line (`.jsonl`) or a JSON array (`.json`), images relative to `image_root` (default: the
 file's directory):
@@ -10,8 +10,9 @@ file's directory):
 
 Required: image, question, answer (a string: exactly what belongs inside `\\boxed{}`; numbers are written as
 strings so "35" and "35.0" are never confused). Optional: id, width + height (both or neither), split, category
-(e.g. "grid_count", "bar_chart", "function_graph"), difficulty (a positive int), boxes (x1, y1, x2, y2 pixels of
-foreground elements the background rewriter must keep) with one label each, meta (merged into `Sample.meta`).
+(the engine writes family names of data.qa.FAMILIES, e.g. "cubes"), difficulty (a positive int), boxes (x1, y1,
+x2, y2 pixels of foreground elements the background rewriter must keep) with one label each, meta (merged into
+`Sample.meta`).
 """
 from __future__ import annotations
 

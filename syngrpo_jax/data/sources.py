@@ -3,13 +3,15 @@
     source = "files":  REC jsonl (rec), COCO-format json (ovd; isr reads 3D-FRONT top views in COCO format),
                        QA jsonl (qa); image paths relative to image_root
     source = "engine": generated once into a directory under `cache_root` named by its settings (task, count, seed,
-                       size, difficulty: a changed setting never reuses stale data), then read back through the
-                       same readers, so engine runs exercise the real loading path
+                       size, difficulty, QA families, photo, stratified: a changed setting never reuses stale
+                       data), then read back through the same readers, so engine runs exercise the real loading
+                       path
 Paths may start with "~" (configs name data under the user's home).
 """
 from __future__ import annotations
 
 import os
+import re
 
 from syngrpo_jax.data import engine
 from syngrpo_jax.data.coco_detection import read_coco_detection
@@ -37,15 +39,28 @@ def read_files(task: str, path: str, image_root: str = "", *, split: str = "trai
     return read_qa(path, root, split=split)
 
 
+def engine_families(families: str) -> tuple[str, ...]:
+    """The QA families named by a setting, separated by commas or "+" (config arguments split on commas):
+    "cubes+sudoku"; "" or "all": every family."""
+    names = tuple(f.strip() for f in re.split(r"[,+]", families or "") if f.strip())
+    return engine.QA_CATEGORIES if names in ((), ("all",)) else names
+
+
 def engine_samples(task: str, cache_root: str, *, num: int, seed: int, size: int, difficulty: int = 0,
+                   families: str = "", photo: bool = False, stratified: bool = False,
                    split: str = "train") -> list[Sample]:
     """Engine data for `task`, generated under cache_root unless already there, read back with the readers."""
     if task not in engine.ENGINE_TASKS:
         raise ValueError(f"data.task={task!r} has no engine generator (engine tasks: {engine.ENGINE_TASKS})")
-    cache_dir = os.path.join(cache_root, f"{split}-{task}-n{num}-seed{seed}-{size}px-d{difficulty}")
+    cfg = engine.EngineConfig(width=size, height=size, difficulty=difficulty or None,
+                              families=engine_families(families), photo=photo, stratified=stratified, split=split)
+    name = f"{split}-{task}-n{num}-seed{seed}-{size}px-d{difficulty}"
+    if task == "qa" and cfg.families != engine.QA_CATEGORIES:
+        name += "-" + "+".join(cfg.families)
+    name += "-photo" * photo + "-stratified" * stratified
+    cache_dir = os.path.join(cache_root, name)
     annotation = os.path.join(cache_dir, engine.ANNOTATION_FILES[task])
     if not os.path.isfile(annotation):
-        cfg = engine.EngineConfig(width=size, height=size, difficulty=difficulty or None, split=split)
         engine.generate(cache_dir, task, num, seed=seed, cfg=cfg)
     return read_files(task, annotation, cache_dir, split=split)
 
@@ -55,7 +70,8 @@ def load_samples(data_cfg, cache_root: str, *, split: str = "train") -> list[Sam
     if data_cfg.source == "engine":
         e = data_cfg.engine
         samples = engine_samples(data_cfg.task, cache_root, num=e.num, seed=e.seed, size=e.size,
-                                 difficulty=e.difficulty, split=split)
+                                 difficulty=e.difficulty, families=e.get("families", ""),
+                                 photo=e.get("photo", False), stratified=e.get("stratified", False), split=split)
     elif data_cfg.source == "files":
         samples = read_files(data_cfg.task, data_cfg.train_path, data_cfg.image_root, split=split)
     else:

@@ -26,89 +26,28 @@ of the batch they are given, so selecting per micro-batch differs from selecting
 and gradient are exact *given* the selection). Metrics are ``MetricSum(total, count)`` pairs and accumulate
 exactly like the loss.
 
-Configuration arguments are static Python values checked on the host (so under ``jax.jit`` they must be static
+The settings are one ``LossConfig`` (every field spelled once, passed whole): static Python values checked on the host (so under ``jax.jit`` they must be static
 arguments or closed over); bad values raise ``ValueError`` naming the field and the value. The coefficients
 ``kl_coef`` and ``entropy_coef`` may also be traced scalars (schedules); then they are not range-checked and
 their term is always computed.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+
+from syngrpo_jax.grpo.cov_selection import COV_MODES, clip_cov_select, kl_cov_select, token_covariance
+from syngrpo_jax.grpo.loss_types import MetricSum, PolicyLoss, safe_div, upcast
 
 # The log-ratio is clamped before exp so that a stale old_logp at a padded or degenerate token cannot make the
 # ratio inf (and the gradient NaN); |log r| > 20 means r > 4.8e8, far outside any clip range, so the clamp only
 # changes tokens whose surrogate is already clipped or dual-clipped.
 LOG_RATIO_CLAMP = 20.0
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Result types
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _upcast(x) -> jax.Array:
-    """At least float32 (bf16 inputs are computed in float32; float64 stays float64 when x64 is on)."""
-    x = jnp.asarray(x)
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
-
-
-def _safe_div(total: jax.Array, count: jax.Array) -> jax.Array:
-    # A zero count only happens with a zero total (everything masked): return 0 there, and keep the unused
-    # branch finite so no NaN leaks into gradients.
-    return total / jnp.where(count > 0, count, 1)
-
-
-class MetricSum(NamedTuple):
-    """A mean kept as (total, count) so that micro-batches accumulate exactly: sum both, then ``value``."""
-
-    total: jax.Array
-    count: jax.Array
-
-    @property
-    def value(self) -> jax.Array:
-        return _safe_div(self.total, self.count)
-
-
-class PolicyLoss(NamedTuple):
-    """The loss of one (micro-)batch as ``loss_sum / denominator``.
-
-    ``loss`` is what a single-batch step minimises. A step with micro-batches differentiates ``loss_sum`` of
-    each, sums those gradients and the denominators, and divides once (``denominator`` does not depend on the
-    parameters, so grad(sum_k loss_sum_k) / sum_k denominator_k is the gradient of the full-batch loss).
-
-    metrics (all ``MetricSum``; token metrics count valid tokens):
-      pg_loss           the policy-gradient part of the loss (clipped surrogate, plus the KL-Cov penalty), same
-                        aggregation and denominator as the loss
-      ratio_mean        mean of r = exp(logp - old_logp)
-      approx_kl_old     mean of (r - 1) - log r, Schulman's k3 estimate of KL(pi_old || pi)
-      clip_frac_low     fraction of tokens with A < 0 and r < 1 - clip_low (lower clip binds, gradient 0)
-      clip_frac_high    fraction of tokens with A > 0 and r > 1 + clip_high (upper clip binds, gradient 0)
-      dual_clip_frac    fraction with A < 0 and r > dual_clip (only with dual_clip)
-      kl_ref            mean of the chosen KL estimator to the reference (only when the KL term is on)
-      entropy           mean token entropy (only when ``entropy`` is given)
-      cov_selected_frac fraction of tokens selected by Clip-Cov / KL-Cov (only with cov_mode)
-    """
-
-    loss_sum: jax.Array
-    denominator: jax.Array
-    metrics: dict[str, MetricSum]
-
-    @property
-    def loss(self) -> jax.Array:
-        return _safe_div(self.loss_sum, self.denominator)
-
-
-def combine(parts: Sequence[PolicyLoss]) -> PolicyLoss:
-    """Accumulate micro-batch results: every field (loss_sum, denominator, metric totals and counts) is summed."""
-    if not parts:
-        raise ValueError("combine needs at least one PolicyLoss")
-    return jax.tree.map(lambda *xs: sum(xs[1:], xs[0]), *parts)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -142,7 +81,7 @@ def seq_mean_token_mean(per_token: jax.Array, weights: jax.Array) -> tuple[jax.A
     Returns (sum_i of the row means, N').
     """
     n_tok = jnp.sum(weights, axis=-1)
-    row_mean = _safe_div(jnp.sum(per_token * weights, axis=-1), n_tok)
+    row_mean = safe_div(jnp.sum(per_token * weights, axis=-1), n_tok)
     return jnp.sum(row_mean), jnp.sum((n_tok > 0).astype(jnp.float32))
 
 
@@ -262,72 +201,6 @@ def clipped_surrogate(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Clip-Cov / KL-Cov token selection (Cui et al. 2025, "The Entropy Mechanism of RL for Reasoning LMs")
-# ----------------------------------------------------------------------------------------------------------------
-
-COV_MODES = ("clip_cov", "kl_cov")
-
-
-def token_covariance(logp: jax.Array, advantages: jax.Array, mask: jax.Array) -> jax.Array:
-    """cov_t = (logp_t - mean logp) (A_t - mean A), means over the valid tokens of the batch; 0 at padding.
-
-    ``logp`` is detached: the covariance only selects tokens. ``advantages`` is [N, T] (broadcast beforehand).
-    """
-    w = (mask != 0).astype(jnp.float32)
-    n = jnp.sum(w)
-    lp = jax.lax.stop_gradient(_upcast(logp))
-    adv = jax.lax.stop_gradient(_upcast(advantages))
-    lp_c = lp - _safe_div(jnp.sum(lp * w), n)
-    adv_c = adv - _safe_div(jnp.sum(adv * w), n)
-    return lp_c * adv_c * w
-
-
-def selection_count(n_valid: jax.Array, fraction: float) -> jax.Array:
-    """How many tokens a cov mode selects: max(1, floor(n_valid * fraction)), computed in float32."""
-    return jnp.maximum(1, jnp.floor(n_valid.astype(jnp.float32) * jnp.float32(fraction)).astype(jnp.int32))
-
-
-def _ranks(keys: jax.Array) -> jax.Array:
-    """rank of each entry of ``keys`` (any shape) in ascending order, ties broken by flat index."""
-    flat = keys.reshape(-1)
-    order = jnp.argsort(flat, stable=True)
-    return jnp.zeros(flat.shape, jnp.int32).at[order].set(jnp.arange(flat.size, dtype=jnp.int32)).reshape(keys.shape)
-
-
-def clip_cov_select(
-    cov: jax.Array,
-    mask: jax.Array,
-    eligible: jax.Array,
-    *,
-    ratio: float,
-    cov_low: float,
-    cov_high: float,
-    rng: jax.Array,
-) -> jax.Array:
-    """Clip-Cov selection, bool [N, T].
-
-    Candidates are valid, eligible tokens with cov_low < cov < cov_high. Keep a uniformly random subset of
-    min(n_candidates, max(1, floor(ratio * n_valid))) of them, drawn with ``rng`` (deterministic per key).
-    """
-    valid = mask != 0
-    candidate = valid & eligible & (cov > cov_low) & (cov < cov_high)
-    n_keep = selection_count(jnp.sum(valid), ratio)
-    # Random priorities: candidates take the lowest ranks in a random order, the rest rank after them.
-    priority = jnp.where(candidate, jax.random.uniform(rng, cov.shape), 2.0)
-    return candidate & (_ranks(priority) < n_keep)
-
-
-def kl_cov_select(cov: jax.Array, mask: jax.Array, *, ratio: float) -> jax.Array:
-    """KL-Cov selection, bool [N, T]: the max(1, floor(ratio * n_valid)) valid tokens of largest cov.
-
-    Ties are broken by position (row-major, earlier first).
-    """
-    valid = mask != 0
-    n_keep = selection_count(jnp.sum(valid), ratio)
-    return valid & (_ranks(jnp.where(valid, -cov, jnp.inf)) < n_keep)
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # The loss
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -348,42 +221,81 @@ def _static_zero(x) -> bool:
     return _is_number(x) and x == 0
 
 
-def check_loss_config(
-    *, clip_low, clip_high, dual_clip, agg, norm_constant, kl_coef, kl_estimator, kl_straight_through,
-    entropy_coef, cov_mode, clip_cov_ratio, clip_cov_lb, clip_cov_ub, kl_cov_ratio, kl_cov_coef, rng,
-) -> None:
-    """Raise ValueError naming the field and value for a configuration `policy_loss` cannot run (host-side, so
-    callers can check a whole config before anything is compiled)."""
-    if not (_is_number(clip_low) and 0.0 <= clip_low < 1.0):
-        raise ValueError(f"clip_low must be in [0, 1), got {clip_low!r}")
-    if not (_is_number(clip_high) and clip_high >= 0.0):
-        raise ValueError(f"clip_high must be >= 0, got {clip_high!r}")
-    if dual_clip is not None and not (_is_number(dual_clip) and dual_clip > 1.0):
-        raise ValueError(f"dual_clip must be None or > 1, got {dual_clip!r}")
-    _lookup(AGGREGATIONS, "agg", agg)
-    _check_norm_constant(agg, norm_constant)
-    _lookup(KL_ESTIMATORS, "kl_estimator", kl_estimator)
-    if not isinstance(kl_straight_through, bool):
-        raise ValueError(f"kl_straight_through must be a bool, got {kl_straight_through!r}")
-    if _is_number(kl_coef) and not kl_coef >= 0.0:
-        raise ValueError(f"kl_coef must be >= 0, got {kl_coef!r}")
-    if _is_number(entropy_coef) and not math.isfinite(entropy_coef):
-        raise ValueError(f"entropy_coef must be finite, got {entropy_coef!r}")
-    if cov_mode is not None and cov_mode not in COV_MODES:
-        raise ValueError(f"cov_mode={cov_mode!r} is unknown; known: None, {', '.join(map(repr, COV_MODES))}")
-    if cov_mode == "clip_cov":
-        if not (_is_number(clip_cov_ratio) and 0.0 < clip_cov_ratio <= 1.0):
-            raise ValueError(f"clip_cov_ratio must be in (0, 1], got {clip_cov_ratio!r}")
-        if not (_is_number(clip_cov_lb) and _is_number(clip_cov_ub) and clip_cov_lb < clip_cov_ub):
-            raise ValueError(f"clip_cov_lb must be < clip_cov_ub, got clip_cov_lb={clip_cov_lb!r}, "
-                             f"clip_cov_ub={clip_cov_ub!r}")
-        if rng is None:
-            raise ValueError("rng=None: cov_mode='clip_cov' draws its random subset from an explicit rng key")
-    if cov_mode == "kl_cov":
-        if not (_is_number(kl_cov_ratio) and 0.0 < kl_cov_ratio <= 1.0):
-            raise ValueError(f"kl_cov_ratio must be in (0, 1], got {kl_cov_ratio!r}")
-        if not (_is_number(kl_cov_coef) and kl_cov_coef >= 0.0):
-            raise ValueError(f"kl_cov_coef must be >= 0, got {kl_cov_coef!r}")
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """Every setting of the policy loss, spelled once; passed whole to `policy_loss` and the train step.
+
+    `policy_loss` documents each term. temperature and logprob_chunk are read where log-probs are computed (the
+    train step): log-probs are of softmax(logits / temperature), in chunks of logprob_chunk response tokens.
+    kl_coef and entropy_coef may be traced scalars (schedules); then they are not range-checked and their term is
+    always computed.
+    """
+
+    clip_low: float = 0.2
+    clip_high: float = 0.2  # != clip_low: Clip-Higher (DAPO)
+    dual_clip: float | None = None
+    agg: str = "token-mean"
+    norm_constant: float | None = None
+    kl_coef: float = 0.0  # 0: no reference model is run
+    kl_estimator: str = "k3"
+    kl_straight_through: bool = False
+    entropy_coef: float = 0.0  # > 0: entropy bonus (GRPO + entropy loss)
+    entropy_adv_alpha: float | None = None  # set: entropy-shaped advantage (GRPO + entropy advantage)
+    entropy_adv_kappa: float = 2.0
+    cov_mode: str | None = None  # "clip_cov" | "kl_cov"
+    clip_cov_ratio: float = 2e-4
+    clip_cov_lb: float = 1.0
+    clip_cov_ub: float = 5.0
+    kl_cov_ratio: float = 2e-3
+    kl_cov_coef: float = 1.0
+    temperature: float = 1.0  # the sampling temperature; log-probs are of softmax(logits / temperature)
+    logprob_chunk: int = 128  # response tokens per logits chunk
+
+    @classmethod
+    def from_config(cls, config) -> "LossConfig":
+        """The run config's `loss.*` fields, at the rollout temperature (0, greedy, trains at 1)."""
+        return cls(**{k: config.loss[k] for k in config.loss}, temperature=config.rollout.temperature or 1.0)
+
+    def validate(self) -> "LossConfig":
+        """Raise ValueError naming the field and value for a setting `policy_loss` cannot run (host-side, so a
+        whole config is checked before anything is compiled); returns self."""
+        c = self
+        if not (_is_number(c.clip_low) and 0.0 <= c.clip_low < 1.0):
+            raise ValueError(f"clip_low must be in [0, 1), got {c.clip_low!r}")
+        if not (_is_number(c.clip_high) and c.clip_high >= 0.0):
+            raise ValueError(f"clip_high must be >= 0, got {c.clip_high!r}")
+        if c.dual_clip is not None and not (_is_number(c.dual_clip) and c.dual_clip > 1.0):
+            raise ValueError(f"dual_clip must be None or > 1, got {c.dual_clip!r}")
+        _lookup(AGGREGATIONS, "agg", c.agg)
+        _check_norm_constant(c.agg, c.norm_constant)
+        _lookup(KL_ESTIMATORS, "kl_estimator", c.kl_estimator)
+        if not isinstance(c.kl_straight_through, bool):
+            raise ValueError(f"kl_straight_through must be a bool, got {c.kl_straight_through!r}")
+        if _is_number(c.kl_coef) and not c.kl_coef >= 0.0:
+            raise ValueError(f"kl_coef must be >= 0, got {c.kl_coef!r}")
+        if _is_number(c.entropy_coef) and not math.isfinite(c.entropy_coef):
+            raise ValueError(f"entropy_coef must be finite, got {c.entropy_coef!r}")
+        if c.cov_mode is not None and c.cov_mode not in COV_MODES:
+            raise ValueError(f"cov_mode={c.cov_mode!r} is unknown; known: None, {', '.join(map(repr, COV_MODES))}")
+        if c.cov_mode == "clip_cov":
+            if not (_is_number(c.clip_cov_ratio) and 0.0 < c.clip_cov_ratio <= 1.0):
+                raise ValueError(f"clip_cov_ratio must be in (0, 1], got {c.clip_cov_ratio!r}")
+            if not (_is_number(c.clip_cov_lb) and _is_number(c.clip_cov_ub) and c.clip_cov_lb < c.clip_cov_ub):
+                raise ValueError(f"clip_cov_lb must be < clip_cov_ub, got clip_cov_lb={c.clip_cov_lb!r}, "
+                                 f"clip_cov_ub={c.clip_cov_ub!r}")
+        if c.cov_mode == "kl_cov":
+            if not (_is_number(c.kl_cov_ratio) and 0.0 < c.kl_cov_ratio <= 1.0):
+                raise ValueError(f"kl_cov_ratio must be in (0, 1], got {c.kl_cov_ratio!r}")
+            if not (_is_number(c.kl_cov_coef) and c.kl_cov_coef >= 0.0):
+                raise ValueError(f"kl_cov_coef must be >= 0, got {c.kl_cov_coef!r}")
+        if c.entropy_adv_alpha is not None and not (c.entropy_adv_alpha >= 0 and c.entropy_adv_kappa > 1):
+            raise ValueError(f"entropy_adv_alpha={c.entropy_adv_alpha!r} / entropy_adv_kappa="
+                             f"{c.entropy_adv_kappa!r}: need alpha >= 0 and kappa > 1")
+        if not c.temperature > 0:
+            raise ValueError(f"temperature={c.temperature!r} must be > 0 (greedy rollouts train at 1.0)")
+        if not (isinstance(c.logprob_chunk, int) and c.logprob_chunk >= 1):
+            raise ValueError(f"logprob_chunk={c.logprob_chunk!r} must be a positive integer")
+        return self
 
 
 def _check_shapes(logp, old_logp, advantages, mask, ref_logp, entropy) -> tuple[int, ...]:
@@ -403,25 +315,12 @@ def policy_loss(
     old_logp: jax.Array,
     advantages: jax.Array,
     mask: jax.Array,
+    config: LossConfig = LossConfig(),
     *,
-    clip_low: float = 0.2,
-    clip_high: float = 0.2,
-    dual_clip: float | None = None,
-    agg: str = "token-mean",
-    norm_constant: float | None = None,
     ref_logp: jax.Array | None = None,
-    kl_coef: float | jax.Array = 0.0,
-    kl_estimator: str = "k3",
-    kl_straight_through: bool = False,
     entropy: jax.Array | None = None,
-    entropy_coef: float | jax.Array = 0.0,
-    cov_mode: str | None = None,
-    clip_cov_ratio: float = 2e-4,
-    clip_cov_lb: float = 1.0,
-    clip_cov_ub: float = 5.0,
-    kl_cov_ratio: float = 2e-3,
-    kl_cov_coef: float = 1.0,
     rng: jax.Array | None = None,
+    **settings,
 ) -> PolicyLoss:
     """The GRPO policy loss of one (micro-)batch, as ``PolicyLoss(loss_sum, denominator, metrics)``.
 
@@ -459,18 +358,19 @@ def policy_loss(
       old_logp: [N, T] the same under the policy that sampled them (constant).
       advantages: [N] or [N, T] (constant).
       mask: [N, T], nonzero at valid response tokens.
+      config: the settings (``LossConfig``); ``**settings`` overrides fields of it by name (e.g.
+        ``policy_loss(..., clip_high=0.28)``), a convenience for tests and one-off calls.
       ref_logp, entropy: optional [N, T].
       rng: a jax PRNG key, required by ``cov_mode="clip_cov"``; with micro-batches give each its own key
         (e.g. ``jax.random.fold_in(step_key, micro_batch_index)``) so that they do not draw the same pattern.
     Returns:
       ``PolicyLoss``; ``.loss`` is the scalar to minimise for a single batch.
     """
-    check_loss_config(
-        clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, agg=agg, norm_constant=norm_constant,
-        kl_coef=kl_coef, kl_estimator=kl_estimator, kl_straight_through=kl_straight_through,
-        entropy_coef=entropy_coef, cov_mode=cov_mode, clip_cov_ratio=clip_cov_ratio, clip_cov_lb=clip_cov_lb,
-        clip_cov_ub=clip_cov_ub, kl_cov_ratio=kl_cov_ratio, kl_cov_coef=kl_cov_coef, rng=rng,
-    )
+    cfg = (dataclasses.replace(config, **settings) if settings else config).validate()
+    if cfg.cov_mode == "clip_cov" and rng is None:
+        raise ValueError("rng=None: cov_mode='clip_cov' draws its random subset from an explicit rng key")
+    clip_low, clip_high, dual_clip, agg, norm_constant = cfg.clip_low, cfg.clip_high, cfg.dual_clip, cfg.agg, \
+        cfg.norm_constant
     shape = _check_shapes(logp, old_logp, advantages, mask, ref_logp, entropy)
 
     valid = mask != 0
@@ -480,11 +380,11 @@ def policy_loss(
     # Padding positions may hold anything (stale or -inf log-probs): zero them before any arithmetic so that
     # neither the value nor the gradient can pick up a NaN from them.
     def clean(x):
-        return jnp.where(valid, _upcast(x), 0.0)
+        return jnp.where(valid, upcast(x), 0.0)
 
     logp = clean(logp)
     old_logp = jax.lax.stop_gradient(clean(old_logp))
-    adv = _upcast(advantages)
+    adv = upcast(advantages)
     adv = jax.lax.stop_gradient(clean(jnp.broadcast_to(adv[:, None] if adv.ndim == 1 else adv, shape)))
 
     surrogate = clipped_surrogate(
@@ -502,32 +402,32 @@ def policy_loss(
 
     metrics: dict[str, MetricSum] = {}
     per_token = surrogate
-    if cov_mode is not None:
+    if cfg.cov_mode is not None:
         cov = token_covariance(logp, adv, w)
-        if cov_mode == "clip_cov":
+        if cfg.cov_mode == "clip_cov":
             eligible = ~(low_clipped | high_clipped)
             if dual_clipped is not None:
                 eligible &= ~dual_clipped
             selected = clip_cov_select(
-                cov, w, eligible, ratio=clip_cov_ratio, cov_low=clip_cov_lb, cov_high=clip_cov_ub, rng=rng
+                cov, w, eligible, ratio=cfg.clip_cov_ratio, cov_low=cfg.clip_cov_lb, cov_high=cfg.clip_cov_ub, rng=rng
             )
             per_token = jnp.where(selected, sg(surrogate), surrogate)
         else:
-            selected = kl_cov_select(cov, w, ratio=kl_cov_ratio)
-            per_token = per_token + jnp.where(selected, kl_cov_coef * jnp.abs(logp - old_logp), 0.0)
+            selected = kl_cov_select(cov, w, ratio=cfg.kl_cov_ratio)
+            per_token = per_token + jnp.where(selected, cfg.kl_cov_coef * jnp.abs(logp - old_logp), 0.0)
         metrics["cov_selected_frac"] = token_metric(selected.astype(jnp.float32))
 
     pg_sum, denominator = aggregate(sg(per_token), w, agg, norm_constant=norm_constant)
     metrics["pg_loss"] = MetricSum(pg_sum, denominator)
 
-    if ref_logp is not None and not _static_zero(kl_coef):
-        kl = kl_divergence(logp, sg(clean(ref_logp)), kl_estimator, straight_through=kl_straight_through)
-        per_token = per_token + kl_coef * kl
+    if ref_logp is not None and not _static_zero(cfg.kl_coef):
+        kl = kl_divergence(logp, sg(clean(ref_logp)), cfg.kl_estimator, straight_through=cfg.kl_straight_through)
+        per_token = per_token + cfg.kl_coef * kl
         metrics["kl_ref"] = token_metric(kl)
     if entropy is not None:
         ent = clean(entropy)
-        if not _static_zero(entropy_coef):
-            per_token = per_token - entropy_coef * ent
+        if not _static_zero(cfg.entropy_coef):
+            per_token = per_token - cfg.entropy_coef * ent
         metrics["entropy"] = token_metric(ent)
 
     loss_sum, denominator = aggregate(per_token, w, agg, norm_constant=norm_constant)

@@ -63,3 +63,11 @@ def make_optimizer(*, learning_rate: float, total_steps: int, warmup_steps: int 
         return {g: jax.tree.map(lambda _: "frozen" if g in frozen else "train", sub) for g, sub in params.items()}
 
     return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def optimizer_from_config(optim, total_steps: int) -> optax.GradientTransformation:
+    """`make_optimizer` with the fields of a run config's `optim` section."""
+    return make_optimizer(learning_rate=optim.learning_rate, total_steps=total_steps, warmup_steps=optim.warmup_steps,
+                          schedule=optim.schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps,
+                          weight_decay=optim.weight_decay, max_grad_norm=optim.max_grad_norm,
+                          frozen=tuple(optim.frozen))

@@ -12,7 +12,6 @@ in place.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 import jax
@@ -24,49 +23,10 @@ from jax.sharding import NamedSharding, PartitionSpec
 from syngrpo_jax.grpo import losses
 from syngrpo_jax.grpo.advantages import entropy_shaped_advantages
 from syngrpo_jax.grpo.batch import TrainBatch
+from syngrpo_jax.grpo.loss_types import MetricSum
+from syngrpo_jax.grpo.losses import LossConfig
 from syngrpo_jax.grpo.sequence_logprobs import response_logprobs
 from syngrpo_jax.parallel import sharding as sharding_lib
-
-
-@dataclasses.dataclass(frozen=True)
-class LossConfig:
-    """Everything static about the policy loss (see `losses.policy_loss` for each term)."""
-
-    clip_low: float = 0.2
-    clip_high: float = 0.2  # != clip_low: Clip-Higher (DAPO)
-    dual_clip: float | None = None
-    agg: str = "token-mean"
-    norm_constant: float | None = None
-    kl_coef: float = 0.0  # 0: no reference model is run
-    kl_estimator: str = "k3"
-    kl_straight_through: bool = False
-    entropy_coef: float = 0.0  # > 0: entropy bonus (GRPO + entropy loss)
-    entropy_adv_alpha: float | None = None  # set: entropy-shaped advantage (GRPO + entropy advantage)
-    entropy_adv_kappa: float = 2.0
-    cov_mode: str | None = None  # "clip_cov" | "kl_cov"
-    clip_cov_ratio: float = 2e-4
-    clip_cov_lb: float = 1.0
-    clip_cov_ub: float = 5.0
-    kl_cov_ratio: float = 2e-3
-    kl_cov_coef: float = 1.0
-    temperature: float = 1.0  # the sampling temperature; log-probs are of softmax(logits / temperature)
-    logprob_chunk: int = 128  # response tokens per logits chunk
-
-    def validate(self) -> "LossConfig":
-        losses.check_loss_config(
-            clip_low=self.clip_low, clip_high=self.clip_high, dual_clip=self.dual_clip, agg=self.agg,
-            norm_constant=self.norm_constant, kl_coef=self.kl_coef, kl_estimator=self.kl_estimator,
-            kl_straight_through=self.kl_straight_through, entropy_coef=self.entropy_coef, cov_mode=self.cov_mode,
-            clip_cov_ratio=self.clip_cov_ratio, clip_cov_lb=self.clip_cov_lb, clip_cov_ub=self.clip_cov_ub,
-            kl_cov_ratio=self.kl_cov_ratio, kl_cov_coef=self.kl_cov_coef, rng=jax.random.key(0))
-        if self.entropy_adv_alpha is not None and not (self.entropy_adv_alpha >= 0 and self.entropy_adv_kappa > 1):
-            raise ValueError(f"entropy_adv_alpha={self.entropy_adv_alpha!r} / entropy_adv_kappa="
-                             f"{self.entropy_adv_kappa!r}: need alpha >= 0 and kappa > 1")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature={self.temperature!r} must be > 0 (greedy rollouts train at 1.0)")
-        if not (isinstance(self.logprob_chunk, int) and self.logprob_chunk >= 1):
-            raise ValueError(f"logprob_chunk={self.logprob_chunk!r} must be a positive integer")
-        return self
 
 
 def _micro_loss(graphdef, cfg: LossConfig, params, ref_params, mb: TrainBatch, rng):
@@ -82,17 +42,12 @@ def _micro_loss(graphdef, cfg: LossConfig, params, ref_params, mb: TrainBatch, r
     if cfg.entropy_adv_alpha is not None:
         adv = entropy_shaped_advantages(adv, jax.lax.stop_gradient(ent), alpha=cfg.entropy_adv_alpha,
                                         kappa=cfg.entropy_adv_kappa)
-    result = losses.policy_loss(
-        logp, mb.old_logp, adv, mb.response_mask, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
-        dual_clip=cfg.dual_clip, agg=cfg.agg, norm_constant=cfg.norm_constant, ref_logp=ref_logp,
-        kl_coef=cfg.kl_coef, kl_estimator=cfg.kl_estimator, kl_straight_through=cfg.kl_straight_through,
-        entropy=ent if cfg.entropy_coef else None, entropy_coef=cfg.entropy_coef, cov_mode=cfg.cov_mode,
-        clip_cov_ratio=cfg.clip_cov_ratio, clip_cov_lb=cfg.clip_cov_lb, clip_cov_ub=cfg.clip_cov_ub,
-        kl_cov_ratio=cfg.kl_cov_ratio, kl_cov_coef=cfg.kl_cov_coef, rng=rng)
+    result = losses.policy_loss(logp, mb.old_logp, adv, mb.response_mask, cfg, ref_logp=ref_logp,
+                                entropy=ent if cfg.entropy_coef else None, rng=rng)
     w = mb.response_mask
     # The true token entropy is reported whatever the loss uses (it is the collapse signal Syn-GRPO tracks).
     metrics = dict(result.metrics)
-    metrics["token_entropy"] = losses.MetricSum(jnp.sum(jax.lax.stop_gradient(ent) * w), jnp.sum(w))
+    metrics["token_entropy"] = MetricSum(jnp.sum(jax.lax.stop_gradient(ent) * w), jnp.sum(w))
     return result.loss_sum, (result.denominator, metrics)
 
 

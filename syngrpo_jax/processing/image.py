@@ -185,3 +185,49 @@ def num_image_tokens(grid_thw: Sequence[int], merge_size: int = 2) -> int:
     """Number of `<|image_pad|>` tokens (merged patches) an image with this grid takes in the prompt."""
     t, gh, gw = (int(x) for x in grid_thw)
     return t * gh * gw // (merge_size * merge_size)
+
+
+def pixels_to_image(
+    pixel_values: np.ndarray,
+    grid_thw: Sequence[int],
+    *,
+    patch_size: int = 14,
+    temporal_patch_size: int = 2,
+    merge_size: int = 2,
+    mean: Sequence[float] = OPENAI_CLIP_MEAN,
+    std: Sequence[float] = OPENAI_CLIP_STD,
+) -> np.ndarray:
+    """The inverse of `preprocess_image` after its resize: one image's patches -> the resized [H, W, 3] uint8 image.
+
+    Exact: every normalised value came from a uint8, and undoing the normalisation lands within 1e-3 of that
+    integer, so rounding recovers it. Preprocessing the result again (its size is a fixed point of smart_resize
+    for the bounds that produced it, and PIL copies an image resized to its own size) gives `pixel_values` back
+    bit for bit. An external rollout worker that only accepts images (vLLM) gets these pixels this way.
+    """
+    t, gh, gw = (int(x) for x in grid_thw)
+    channels, ps, m = len(mean), patch_size, merge_size
+    if t != 1:
+        raise ValueError(f"grid_thw={list(grid_thw)}: only still images (t=1) have one picture to recover")
+    expected = (gh * gw, channels * temporal_patch_size * ps * ps)
+    if pixel_values.shape != expected:
+        raise ValueError(f"pixel_values shape {pixel_values.shape} does not match grid_thw={list(grid_thw)} "
+                         f"(expected {expected})")
+    # [block_row, block_col, row_in_block, col_in_block, channel, time, pixel_row, pixel_col]; frame 0 suffices.
+    blocks = pixel_values.reshape(gh // m, gw // m, m, m, channels, temporal_patch_size, ps, ps)[:, :, :, :, :, 0]
+    normalised = blocks.transpose(0, 2, 5, 1, 3, 6, 4).reshape(gh * ps, gw * ps, channels)
+    scaled = normalised.astype(np.float64) * np.asarray(std, np.float64) + np.asarray(mean, np.float64)
+    return np.clip(np.rint(scaled * 255), 0, 255).astype(np.uint8)
+
+
+def preprocessor_config(*, min_pixels: int, max_pixels: int, patch_size: int = 14, temporal_patch_size: int = 2,
+                        merge_size: int = 2) -> dict:
+    """The `preprocessor_config.json` of a Qwen2.5-VL checkpoint with these settings (what transformers' and
+    vLLM's processors read from a model directory)."""
+    return {
+        "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor",
+        "do_convert_rgb": True, "do_resize": True, "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255,
+        "do_normalize": True, "image_mean": list(OPENAI_CLIP_MEAN), "image_std": list(OPENAI_CLIP_STD),
+        "min_pixels": int(min_pixels), "max_pixels": int(max_pixels), "patch_size": patch_size,
+        "temporal_patch_size": temporal_patch_size, "merge_size": merge_size,
+        "size": {"shortest_edge": int(min_pixels), "longest_edge": int(max_pixels)},
+    }

@@ -12,7 +12,7 @@ Frames (a ZeroMQ multipart message; the server's ROUTER socket adds the peer ide
 
 Request headers (all maps with string keys; unknown keys are an error, so a typo never passes silently):
 
-    every op   v: int (PROTOCOL_VERSION)   op: str   id: str (chosen by the sender, echoed in the reply)
+    every op   v: int (PROTOCOL_VERSION; 1.0 is not 1)   op: str   id: str (chosen by the sender, echoed in the reply)
     synthesize job_id: str   sample_id: str | int   description: str   seed: int in [0, 2**63)
                boxes: [[x0, y0, x1, y1], ...] in original-image pixels (floats or ints), at least one
                params: optional map {steps: int, guidance: float, strength: float}, each key optional
@@ -50,7 +50,7 @@ ERROR_CODES = (
     "bad_field",  # a field is missing, unknown, of the wrong type or out of range
     "limit_exceeded",  # a configured limit was exceeded; `limit` names it
     "bad_image",  # the image frame is not a readable PNG/JPEG
-    "overloaded",  # the job queue is full; retry later
+    "overloaded",  # a queue or memory budget is full (`limit` names it); retry later
     "expired",  # the job waited in the queue longer than its timeout_s
     "unauthorized",  # shutdown with a wrong or missing token
     "shutting_down",  # the server stopped before the job ran
@@ -70,6 +70,9 @@ class Limits:
     max_description_chars: int = 2000
     max_id_chars: int = 128  # id, job_id, and sample_id when it is a string
     max_steps: int = 200  # params.steps upper bound
+    max_png_chunks: int = 8192  # chunks in a PNG (libpng writes 8 KB IDATs: 4096 for a 32 MB file)
+    max_jpeg_markers: int = 256  # JPEG marker segments before the first scan (encoders write about 10-30)
+    max_jpeg_scans: int = 64  # JPEG scans (a progressive encoder writes about 10; each costs a full-image pass)
 
 
 class ProtocolError(Exception):
@@ -188,7 +191,7 @@ def validate_envelope(header: dict[str, Any], limits: Limits) -> tuple[str, str]
     """Checks v, op and id; returns (op, id)."""
     if "v" not in header:
         raise ProtocolError("bad_version", f"missing protocol version field 'v' (expected {PROTOCOL_VERSION})", field="v")
-    if header["v"] != PROTOCOL_VERSION or isinstance(header["v"], bool):
+    if type(header["v"]) is not int or header["v"] != PROTOCOL_VERSION:  # not 1.0, not True
         raise ProtocolError(
             "bad_version", f"protocol version v={_short(header['v'])}, this server speaks v={PROTOCOL_VERSION}",
             field="v")
@@ -303,6 +306,6 @@ def unpack_reply(frame: bytes, max_bytes: int = 1 << 20) -> dict[str, Any]:
         header = msgpack.unpackb(frame, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0)
     except Exception as e:
         raise ProtocolError("bad_message", f"reply header is not valid msgpack: {type(e).__name__}")
-    if not isinstance(header, dict) or header.get("v") != PROTOCOL_VERSION:
+    if not isinstance(header, dict) or type(header.get("v")) is not int or header["v"] != PROTOCOL_VERSION:
         raise ProtocolError("bad_version", f"reply is not a v{PROTOCOL_VERSION} map")
     return header

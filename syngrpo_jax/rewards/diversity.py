@@ -1,5 +1,5 @@
 """Diversity: how spread a prompt's G accuracy rewards are, its smoothing over steps, the reward for predicting
-it, and the choice of the description sent to the data server (DESIGN.md, method steps 4-6 and 8).
+it, and the choice of the description sent to the data server (docs/DESIGN.md, "The method", steps 4-6 and 8).
 
   V(q)       = Var_i R_acc(o_i) / (1/4)            population variance over the G responses, in [0, 1]
   V_b        = mean_q V(q)                          over the batch

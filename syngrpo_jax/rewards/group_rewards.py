@@ -1,6 +1,6 @@
 """Rewards of one training batch: B prompts x G responses -> accuracy, format, diversity and their sum.
 
-DESIGN.md steps 2-7 over a batch, on the host:
+docs/DESIGN.md ("The method") steps 2-7 over a batch, on the host:
   R_acc   task accuracy against the labels (IoU / mAP / exact match), or MM-UPT's agreement with the group's
           majority answer (no labels read)
   R_fmt   1 when the response has every tag of its format, in order

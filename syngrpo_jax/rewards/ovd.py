@@ -192,7 +192,6 @@ def _coco_maps_padded(chunk: list[tuple]) -> np.ndarray:
     gcat = _pad([w[2] for w in chunk], g_counts, -1, np.int64)  # [B, G]; padding -1
     pred = _pad([w[3] for w in chunk], d_counts, 0.0, np.float64)  # [B, D, 4], grouped by category
     pcat = _pad([w[4] for w in chunk], d_counts, -2, np.int64)  # [B, D]; padding -2
-    num_b, num_g, num_d, num_t = gt.shape[0], gt.shape[1], pred.shape[1], len(IOU_THRESHOLDS)
     g_valid, d_valid = gcat >= 0, pcat >= 0
 
     # xywh exactly as the COCO annotations / results carry them; areas as COCO converters and loadRes compute.
@@ -214,6 +213,14 @@ def _coco_maps_padded(chunk: list[tuple]) -> np.ndarray:
     union = np.where(overlap, (darea[:, :, None] + garea[:, None, :]) - inter, 1.0)
     iou = np.where(overlap, inter / union, 0.0)  # [B, D, G]
 
+    dt_matched, counted = _greedy_match(iou, g_ignore, d_outside, d_valid)
+    return _accumulate(pcat, gcat, g_valid & ~g_ignore, same_cat, dt_matched, counted, d_valid)
+
+
+def _greedy_match(iou: np.ndarray, g_ignore: np.ndarray, d_outside: np.ndarray, d_valid: np.ndarray):
+    """COCOeval's matching for padded responses: (detection matched [B, T, D], detection counted [B, T, D])."""
+    num_b, num_d, num_g = iou.shape
+    num_t = len(IOU_THRESHOLDS)
     # Greedy matching, all responses and thresholds at once, one detection rank at a time (each detection sees
     # the gts its predecessors took). COCOeval scans gts regular-first and keeps the best IoU >= t, replacing it
     # on ties: so the pick is the highest IoU among unmatched regular candidates, the later gt on ties (gts are
@@ -241,7 +248,12 @@ def _coco_maps_padded(chunk: list[tuple]) -> np.ndarray:
             dt_ignore[:, :, d] = hit & g_ignore[bb, pick]
     dt_ignore |= ~dt_matched & d_outside[:, None, :]
     counted = ~dt_ignore & d_valid[:, None, :]
+    return dt_matched, counted
 
+
+def _accumulate(pcat, gcat, g_counted, same_cat, dt_matched, counted, d_valid) -> np.ndarray:
+    """COCOeval's accumulate + summarize (stats[0]) per padded response, from the matching -> [B]."""
+    num_b, num_t, num_d = dt_matched.shape
     # Accumulate per category. Detections are grouped by category along the last axis; `first` marks where a
     # group starts. Cumulative TP / FP counts restart at each group: subtract the exclusive running count at the
     # group's start (non-decreasing along the row, so a running max carries it forward). Counts are integers,
@@ -256,7 +268,6 @@ def _coco_maps_padded(chunk: list[tuple]) -> np.ndarray:
     before_group = np.maximum.accumulate(np.where(first, running - counts, 0.0), axis=-1)
     tp_sum, fp_sum = running - before_group
 
-    g_counted = g_valid & ~g_ignore
     # Regular gts per (response, category) [B, K], and per detection, of the detection's category [B, D].
     n_pos = ((gcat[:, :, None] == np.arange(int(gcat.max()) + 1)) & g_counted[:, :, None]).sum(axis=1)
     det_n_pos = (same_cat & g_counted[:, None, :]).sum(axis=2)

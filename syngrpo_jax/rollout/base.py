@@ -75,3 +75,8 @@ class RolloutEngine(abc.ABC):
     @abc.abstractmethod
     def weight_version(self) -> int:
         """The version of the weights generate() currently uses."""
+
+    def step_metrics(self) -> dict[str, float]:
+        """Scalars about the last generate() call that the trainer adds to the step's metrics (an external
+        engine reports e.g. rollout/logp_diff_mean, its log-probs against the trainer's); none by default."""
+        return {}

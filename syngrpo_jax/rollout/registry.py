@@ -25,6 +25,7 @@ class EngineContext:
 
 _ENGINES: dict[str, str] = {
     "jax": "syngrpo_jax.rollout.jax_sampler:from_context",
+    "vllm": "syngrpo_jax.rollout.vllm_engine:from_context",
 }
 
 

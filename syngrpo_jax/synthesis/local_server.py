@@ -11,25 +11,20 @@ it for the shutdown. The server's log goes to `server.log_path`.
 """
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import zmq
 
 from syngrpo_jax.protocol import synthesis as proto
+from syngrpo_jax.service_process import REPO_ROOT, ServiceProcess, start_service
 
 PARENT_PID_ENV = "SYNGRPO_SYNTH_PARENT_PID"  # synth_torch.server reads it (a name, not an import: no torch here)
 
 ADMIN_TOKEN_ENV = "SYNGRPO_SYNTH_ADMIN_TOKEN"  # read by synth_torch.server
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_FILE = REPO_ROOT / "configs" / "synth.py"
 
 
@@ -62,13 +57,13 @@ def ping(endpoint: str, timeout_s: float = 2.0, server_public_key: bytes | None 
 class LocalServer:
     """A running server subprocess. `endpoint`, `port`, `admin_token`, `process`, `log_path`."""
 
-    def __init__(self, process: subprocess.Popen, endpoint: str, admin_token: str, log_path: str, workdir):
-        self.process, self.endpoint, self.admin_token, self.log_path = process, endpoint, admin_token, log_path
-        self.port = int(endpoint.rsplit(":", 1)[1])
-        self._workdir = workdir
+    def __init__(self, service: ServiceProcess, admin_token: str):
+        self.service, self.admin_token = service, admin_token
+        self.process, self.endpoint, self.log_path = service.process, service.endpoint, service.log_path
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.service.alive()
 
     def ping(self, timeout_s: float = 2.0) -> bool:
         return self.alive() and ping(self.endpoint, timeout_s)
@@ -78,31 +73,17 @@ class LocalServer:
         return reply.get("stats") if reply and reply.get("ok") else None
 
     def log(self) -> str:
-        try:
-            return Path(self.log_path).read_text(errors="replace")
-        except OSError:
-            return ""
+        return self.service.log()
 
     def kill(self) -> None:
         """SIGKILL, no cleanup (for crash tests)."""
-        if self.alive():
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
+        self.service.kill()
 
     def stop(self, timeout_s: float = 10.0) -> int:
         """Authenticated shutdown, then SIGTERM, then SIGKILL; returns the exit code."""
-        if self.alive():
-            request(self.endpoint, proto.request_header("shutdown", uuid.uuid4().hex, token=self.admin_token), 2.0)
-            for sig in (None, signal.SIGTERM, signal.SIGKILL):
-                if sig is not None and self.alive():
-                    self.process.send_signal(sig)
-                try:
-                    self.process.wait(timeout_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        self._workdir.cleanup()
-        return self.process.returncode
+        shutdown = lambda: request(  # noqa: E731
+            self.endpoint, proto.request_header("shutdown", uuid.uuid4().hex, token=self.admin_token), 2.0)
+        return self.service.stop(shutdown, timeout_s)
 
     def __enter__(self):
         return self
@@ -119,43 +100,14 @@ def start_local_server(config: str = "procedural", *, overrides: dict | None = N
     port None/0 picks a free port (the server binds port 0 and reports the one it got). Raises RuntimeError with
     the server's log if it exits or does not answer within startup_timeout_s.
     """
-    workdir = tempfile.TemporaryDirectory(prefix="synth-server-")
-    ready_file = Path(workdir.name) / "ready.json"
-    log_path = Path(workdir.name) / "server.log"
     config_file = Path(config_file or DEFAULT_CONFIG_FILE).resolve()
     args = [python or sys.executable, "-m", "synth_torch.server", f"--config={config_file}:{config}",
-            f"--ready_file={ready_file}", f"--config.port={int(port or 0)}"]
+            f"--config.port={int(port or 0)}"]
     for key, value in (overrides or {}).items():
         if value is not None:
             args.append(f"--config.{key}={value}")
     token = secrets.token_urlsafe(24)
-    child_env = dict(os.environ if env is None else env)
-    child_env[ADMIN_TOKEN_ENV] = token
-    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH")) if p)
-    log_file = open(log_path, "wb")
-    child_env[PARENT_PID_ENV] = str(os.getpid())  # the server exits when this process dies (even by SIGKILL)
-    process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=child_env, cwd=str(REPO_ROOT))
-    log_file.close()
-
-    def fail(why: str):
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        text = log_path.read_text(errors="replace")[-4000:]
-        workdir.cleanup()
-        raise RuntimeError(f"synthesis server {why}. Command: {' '.join(args)}\n--- server log ---\n{text}")
-
-    deadline = time.monotonic() + startup_timeout_s
-    while not ready_file.exists():
-        if process.poll() is not None:
-            fail(f"exited with code {process.returncode} before it was ready")
-        if time.monotonic() > deadline:
-            fail(f"was not ready within {startup_timeout_s} s")
-        time.sleep(0.05)
-    endpoint = json.loads(ready_file.read_text())["endpoint"]
-    while not ping(endpoint, 1.0):  # the first answer proves the router thread runs
-        if process.poll() is not None:
-            fail(f"exited with code {process.returncode} after binding {endpoint}")
-        if time.monotonic() > deadline:
-            fail(f"bound {endpoint} but did not answer ping within {startup_timeout_s} s")
-    return LocalServer(process, endpoint, token, str(log_path), workdir)
+    service = start_service("synthesis server", args, parent_pid_env=PARENT_PID_ENV,
+                            ping=lambda endpoint: ping(endpoint, 1.0), env=env, extra_env={ADMIN_TOKEN_ENV: token},
+                            startup_timeout_s=startup_timeout_s, cwd=REPO_ROOT)
+    return LocalServer(service, token)

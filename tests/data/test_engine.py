@@ -8,8 +8,10 @@ import sys
 import numpy as np
 import pytest
 
+from qa_checkers import CHECKS, PIXELS
 from syngrpo_jax.data.coco_detection import read_coco_detection
 from syngrpo_jax.data.engine import EngineConfig, generate, main, make_example
+from syngrpo_jax.data.qa import QA_CATEGORIES
 from syngrpo_jax.data.qa_jsonl import read_qa
 from syngrpo_jax.data.rec_jsonl import read_rec
 from syngrpo_jax.data.sample import load_image
@@ -104,8 +106,8 @@ def test_different_seeds_differ_and_prefixes_do_not_depend_on_num(tmp_path):
             assert (tmp_path / "s0" / image).read_bytes() != (tmp_path / "s1" / image).read_bytes()
 
 
-def test_fixed_difficulty_and_qa_categories():
-    cfg = EngineConfig(width=96, height=96, difficulty=3, qa_categories=("bar_chart",))
+def test_fixed_difficulty_and_families():
+    cfg = EngineConfig(width=96, height=96, difficulty=3, families=("bar_chart",))
     examples = [make_example("qa", 0, i, cfg) for i in range(4)]
     assert {e.meta["difficulty"] for e in examples} == {3}
     assert {e.meta["qa_category"] for e in examples} == {"bar_chart"}
@@ -113,8 +115,37 @@ def test_fixed_difficulty_and_qa_categories():
     assert set(kinds) <= {"relation", "extreme"}
     with pytest.raises(ValueError, match="difficulty"):
         EngineConfig(difficulty=4)
-    with pytest.raises(ValueError, match="qa_categories"):
-        EngineConfig(qa_categories=("pie_chart",))
+    with pytest.raises(ValueError, match="'histogram'"):
+        EngineConfig(families=("histogram",))
+    with pytest.raises(ValueError, match="families='cubes'"):
+        EngineConfig(families="cubes")  # a string is not a tuple of names
+
+
+def test_stratified_covers_every_family_and_difficulty_equally():
+    families = ("cubes", "pie_chart", "sudoku")
+    cfg = EngineConfig(width=96, height=80, families=families, stratified=True)
+    cells = collections.Counter((e.meta["qa_category"], e.meta["difficulty"])
+                                for e in (make_example("qa", 4, i, cfg) for i in range(18)))
+    assert cells == {(f, d): 2 for f in families for d in (1, 2, 3)}
+    fixed = EngineConfig(width=96, height=80, families=families, stratified=True, difficulty=2)
+    cells = collections.Counter((e.meta["qa_category"], e.meta["difficulty"])
+                                for e in (make_example("qa", 4, i, fixed) for i in range(6)))
+    assert cells == {(f, 2): 2 for f in families}
+
+
+def test_engine_qa_answers_recomputed_from_question_and_scene(engine_output):
+    """What the engine writes (qa.jsonl, qa_scenes.jsonl) passes the independent checkers of every family."""
+    samples = {s.sample_id: s for s in read_qa(f"{engine_output.out}/qa.jsonl")}
+    seen = set()
+    for record in engine_output.scenes["qa"]:
+        sample = samples[record["id"]]
+        assert sample.meta["qa_category"] == record["category"] and sample.answer == record["answer"]
+        assert sample.query == record["question"] and sample.meta["difficulty"] == record["difficulty"]
+        np.testing.assert_array_equal(sample.boxes, np.asarray(record["boxes"], np.float32).reshape(-1, 4))
+        CHECKS[record["category"]](record)
+        PIXELS[record["category"]](record, np.asarray(load_image(sample)).astype(int))
+        seen.add(record["category"])
+    assert seen == set(QA_CATEGORIES)
 
 
 def test_cli_writes_what_the_readers_read(tmp_path):

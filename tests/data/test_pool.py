@@ -506,3 +506,61 @@ def test_state_from_another_sample_set_or_config_is_rejected(tmp_path):
     bad["sampler"]["remaining"].append("zzz")
     with pytest.raises(PoolError, match="state.sampler.remaining"):
         DataPool(samples, tmp_path / "w", seed=1).load_state_dict(bad)
+
+
+# ---------------------------------------------------------------------------------------------- retention
+
+
+def test_retention_keeps_the_last_k_tracked_samples_and_what_kept_checkpoints_reference(tmp_path):
+    samples = make_samples(str(tmp_path), 4)
+    workdir = str(tmp_path / "w")
+    pool = DataPool(samples, workdir, seed=0, keep_versions=1)
+    states = {}
+    for step in range(8):  # s000 and s001 get a new image at steps 0, 2, 4, 6 (versions 1..4)
+        if step % 2 == 0:
+            for sid in ("s000", "s001"):
+                assert pool.replace(sid, png_bytes(color_of(sid, step)), description=f"d{step}",
+                                    submitted_step=step, applied_step=step)
+        states[step + 1] = json.loads(json.dumps(pool.state_dict()))  # a checkpoint saved after this step
+    files = lambda sid: {v.version for v in pool.history(sid)[1:] if os.path.isfile(v.image_path)}  # noqa: E731
+    assert files("s000") == {1, 2, 3, 4}
+    # Checkpoints kept at steps 3 and 7: step 3 holds version 2 (applied at step 2), step 7 the head (version 4).
+    deleted = pool.prune_versions(keep_ids=["s001"], checkpoint_steps=[3, 7])
+    assert deleted == 2 and files("s000") == {2, 4} and files("s001") == {1, 2, 3, 4}
+    assert len(pool.history("s000")) == 5  # provenance stays
+    assert pool.prune_versions(keep_ids=["s001"], checkpoint_steps=[3, 7]) == 0  # idempotent
+    resumed = DataPool(samples, workdir, seed=0, keep_versions=1)
+    resumed.load_state_dict(states[3])  # the kept checkpoint still resumes
+    assert resumed.version("s000") == 2 and os.path.isfile(resumed.current("s000").image_path)
+    with pytest.raises(PoolError, match="missing files"):
+        resumed.load_state_dict(states[2])  # that checkpoint was not kept: its head (version 1) is gone
+    keep_all = DataPool(samples, str(tmp_path / "w2"), seed=0)
+    keep_all.replace("s000", png_bytes((1, 2, 3)), description="d", submitted_step=0, applied_step=0)
+    keep_all.replace("s000", png_bytes((3, 2, 1)), description="d", submitted_step=1, applied_step=1)
+    assert keep_all.prune_versions(checkpoint_steps=[]) == 0  # keep_versions=0 (default) keeps every file
+    with pytest.raises(PoolError, match="keep_versions"):
+        DataPool(samples, workdir, keep_versions=-1)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda s: s["pass_rates"]["s000"].update(value=2.0), r"state.pass_rates\['s000'\].value"),
+    (lambda s: s["pass_rates"]["s000"].update(count=0), r"state.pass_rates\['s000'\].count"),
+    (lambda s: s["versions"]["s002"][0].update(kind="painted"), r"state.versions\['s002'\]\[0\].kind"),
+    (lambda s: s["versions"]["s002"][0].update(version=3), r"state.versions\['s002'\]\[0\].version"),
+    (lambda s: s["versions"]["s002"][0].update(meta=[1]), r"state.versions\['s002'\]\[0\].meta"),
+    (lambda s: s.update(step=-1), r"state.step"),
+    (lambda s: s.pop("counters"), r"state.counters"),
+    (lambda s: s["sampler"].update(epoch="0"), r"state.sampler.epoch"),
+])
+def test_state_schema_names_the_bad_field(tmp_path, edit, field):
+    samples = make_samples(str(tmp_path), 4)
+    pool = DataPool(samples, tmp_path / "w", seed=1)
+    pool.next_batch(2)
+    pool.update_pass_rates({"s000": 0.5}, step=0)
+    pool.replace("s002", png_bytes((2, 2, 2)), description="d", submitted_step=0, applied_step=0)
+    state = json.loads(json.dumps(pool.state_dict()))
+    edit(state)
+    fresh = DataPool(samples, tmp_path / "w", seed=1)
+    with pytest.raises(PoolError, match=field) as info:
+        fresh.load_state_dict(state)
+    assert info.value.field.startswith("state.") and fresh.step == 0  # nothing changed

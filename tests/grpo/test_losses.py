@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from syngrpo_jax.grpo import entropy as ent_lib
-from syngrpo_jax.grpo import losses
+from syngrpo_jax.grpo import cov_selection, loss_types, losses
 
 AGGS = [
     ("token-mean", None),
@@ -266,7 +266,7 @@ def test_micro_batches_accumulate_exactly(agg, norm_constant):
         g, part = jax.grad(lambda lp: (run(sl, lp).loss_sum, run(sl, lp)), has_aux=True)(f32["lp"][sl])
         parts.append(part)
         part_grads.append(g)
-    acc = losses.combine(parts)
+    acc = loss_types.combine(parts)
     acc_grad = jnp.concatenate(part_grads) / acc.denominator
 
     np.testing.assert_allclose(float(acc.loss), float(full.loss), rtol=1e-6, atol=1e-7)
@@ -348,14 +348,14 @@ def cov_batch(seed):
 
 def test_token_covariance_matches_formula():
     lp, _, adv, mask = cov_batch(0)
-    got = losses.token_covariance(jnp.asarray(lp, jnp.float32), jnp.broadcast_to(jnp.asarray(adv)[:, None], lp.shape),
+    got = cov_selection.token_covariance(jnp.asarray(lp, jnp.float32), jnp.broadcast_to(jnp.asarray(adv)[:, None], lp.shape),
                                   jnp.asarray(mask))
     np.testing.assert_allclose(np.asarray(got), np_cov(lp, adv, mask), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("n_valid,fraction", [(128, 2e-4), (1000, 2e-3), (500, 2e-3), (120, 0.05), (0, 0.1)])
 def test_selection_count(n_valid, fraction):
-    assert int(losses.selection_count(jnp.asarray(n_valid), fraction)) == np_count(n_valid, fraction)
+    assert int(cov_selection.selection_count(jnp.asarray(n_valid), fraction)) == np_count(n_valid, fraction)
 
 
 def test_clip_cov_detaches_exactly_the_selected_tokens():
@@ -386,7 +386,7 @@ def test_clip_cov_detaches_exactly_the_selected_tokens():
     np.testing.assert_allclose(float(out.metrics["cov_selected_frac"].value), n_keep / m.sum(), rtol=1e-6)
 
     # The public selection with the same key is the same set; the key alone decides (deterministic).
-    sel = losses.clip_cov_select(jnp.asarray(cov, jnp.float32), jnp.asarray(mask), jnp.asarray(~clipped),
+    sel = cov_selection.clip_cov_select(jnp.asarray(cov, jnp.float32), jnp.asarray(mask), jnp.asarray(~clipped),
                                  ratio=ratio_frac, cov_low=1.0, cov_high=5.0, rng=key)
     np.testing.assert_array_equal(np.asarray(sel), detached)
     g_again = np.asarray(jax.grad(lambda v: cc(v).loss)(x))
@@ -394,7 +394,7 @@ def test_clip_cov_detaches_exactly_the_selected_tokens():
 
     # Over many keys: always exactly n_keep candidates, never an ineligible token, and every candidate drawn.
     # (A jitted loop, not vmap: a vmapped threefry takes seconds to compile on CPU.)
-    select = jax.jit(lambda k: losses.clip_cov_select(
+    select = jax.jit(lambda k: cov_selection.clip_cov_select(
         jnp.asarray(cov, jnp.float32), jnp.asarray(mask), jnp.asarray(~clipped), ratio=ratio_frac, cov_low=1.0,
         cov_high=5.0, rng=k))
     draws = np.stack([np.asarray(select(jax.random.key(seed))) for seed in range(200)])
@@ -406,7 +406,7 @@ def test_clip_cov_detaches_exactly_the_selected_tokens():
 def test_clip_cov_keeps_all_candidates_when_fewer_than_the_budget():
     cov = jnp.asarray([[0.5, 2.0, 3.0, 6.0], [1.5, 0.0, 0.0, 0.0]])
     mask = jnp.ones((2, 4))
-    sel = losses.clip_cov_select(cov, mask, jnp.ones((2, 4), bool), ratio=1.0, cov_low=1.0, cov_high=5.0,
+    sel = cov_selection.clip_cov_select(cov, mask, jnp.ones((2, 4), bool), ratio=1.0, cov_low=1.0, cov_high=5.0,
                                  rng=jax.random.key(0))
     np.testing.assert_array_equal(np.asarray(sel), [[False, True, True, False], [True, False, False, False]])
 
@@ -431,7 +431,7 @@ def test_kl_cov_penalises_exactly_the_top_k_tokens(agg, norm_constant):
         plain, klc = f(x), f(x, cov_mode="kl_cov", kl_cov_ratio=fraction, kl_cov_coef=coef)
         g_plain = np.asarray(jax.grad(lambda v: f(v).loss)(x))
         g_klc = np.asarray(jax.grad(lambda v: f(v, cov_mode="kl_cov", kl_cov_ratio=fraction, kl_cov_coef=coef).loss)(x))
-        sel = np.asarray(losses.kl_cov_select(jnp.asarray(cov), jnp.asarray(mask), ratio=fraction))
+        sel = np.asarray(cov_selection.kl_cov_select(jnp.asarray(cov), jnp.asarray(mask), ratio=fraction))
         loss_diff = float(klc.loss) - float(plain.loss)
         selected_frac = float(klc.metrics["cov_selected_frac"].value)
 
@@ -447,9 +447,9 @@ def test_kl_cov_ties_and_padding():
     # Equal covariances: the earliest valid positions (row-major) win; padding is never selected.
     cov = jnp.full((2, 3), 1.0)
     mask = jnp.asarray([[0, 1, 1], [1, 1, 1]])
-    sel = np.asarray(losses.kl_cov_select(cov, mask, ratio=0.5))  # max(1, floor(5 * 0.5)) = 2
+    sel = np.asarray(cov_selection.kl_cov_select(cov, mask, ratio=0.5))  # max(1, floor(5 * 0.5)) = 2
     np.testing.assert_array_equal(sel, [[False, True, True], [False, False, False]])
-    assert not np.asarray(losses.kl_cov_select(cov, jnp.zeros((2, 3)), ratio=0.5)).any()
+    assert not np.asarray(cov_selection.kl_cov_select(cov, jnp.zeros((2, 3)), ratio=0.5)).any()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -541,7 +541,7 @@ def test_aggregate_and_combine_errors():
     with pytest.raises(ValueError, match=r"agg='sum' is unknown"):
         losses.aggregate(jnp.zeros((2, 2)), jnp.ones((2, 2)), "sum")
     with pytest.raises(ValueError, match="at least one"):
-        losses.combine([])
+        loss_types.combine([])
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -70,12 +70,15 @@ def test_errors_name_the_field(overrides, code, field, limit):
     assert field.split(".")[-1].split("[")[0] in err.message
 
 
-@pytest.mark.parametrize("v", [0, 2, "1", None, True, 1.0000001])
+@pytest.mark.parametrize("v", [0, 2, "1", None, True, 1.0000001, 1.0])
 def test_wrong_version(v):
+    """Only the integer 1 is version 1: 1.0 (== 1 in Python) and True (== 1 too) are not, on either side."""
     h = header(v=v)
     with pytest.raises(proto.ProtocolError) as info:
-        proto.validate_envelope(h, LIMITS)
+        proto.validate_envelope(proto.unpack_header(proto.pack(h), LIMITS), LIMITS)
     assert info.value.code == "bad_version" and info.value.field == "v"
+    with pytest.raises(proto.ProtocolError, match="v1"):
+        proto.unpack_reply(proto.pack(dict(proto.reply_header("ping", "x", True), v=v)))
 
 
 def test_missing_version_and_unknown_op():

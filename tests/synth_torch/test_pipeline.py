@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from syngrpo_jax.protocol import synthesis as proto
-from synth_torch.pipeline import Job, SynthesisPipeline, decode_image, sniff_image
+from synth_torch.image_check import sniff_image
+from synth_torch.pipeline import Job, SynthesisPipeline, decode_image
 from synth_torch.segmentation import Segmenter
 
 
@@ -54,19 +55,6 @@ def test_per_job_errors_do_not_sink_the_batch(helpers):
     assert outcomes[0].error is None and outcomes[0].boxes_verified
     assert outcomes[1].error.code == "bad_field" and outcomes[1].error.field == "boxes[0]"
     assert outcomes[2].error.code == "bad_image"
-
-
-def test_sniff_checks_format_and_pixel_limit(helpers):
-    small = proto.Limits(max_image_pixels=100)
-    with pytest.raises(proto.ProtocolError) as info:
-        sniff_image(helpers.png_bytes(helpers.make_image(20, 20)), small)
-    assert info.value.limit == "max_image_pixels" and "20x20" in info.value.message
-    buf = io.BytesIO()
-    Image.fromarray(helpers.make_image(8, 8)).save(buf, format="BMP")
-    with pytest.raises(proto.ProtocolError, match="BMP"):
-        sniff_image(buf.getvalue(), proto.Limits())
-    with pytest.raises(proto.ProtocolError, match="empty"):
-        sniff_image(b"", proto.Limits())
 
 
 class HalfSegmenter(Segmenter):

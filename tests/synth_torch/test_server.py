@@ -57,8 +57,8 @@ def synth_frames(helpers, image=None, **overrides):
 
 @pytest.fixture
 def server(helpers):
-    config = helpers.load_config(admin_token="s3cret", **{"limits.max_boxes": 8,
-                                                          "limits.max_description_chars": 100})
+    config = helpers.load_config(admin_token="s3cret", admin_retry_s=0.5, **{"limits.max_boxes": 8,
+                                                                            "limits.max_description_chars": 100})
     with helpers.running_server(config) as s:
         yield s
 
@@ -106,6 +106,8 @@ def test_image_and_message_size_limits(helpers):
 
 
 def test_shutdown_needs_the_admin_token(server, helpers):
+    """Wrong tokens are refused; after one, no token is even compared for admin_retry_s (0.5 s here), so
+    guessing is throttled to 2/s (it ran at 34k/s): the right token is refused too until then."""
     peer = Peer(server.endpoint)
     for token in ("wrong", "s3cret" + "x", ""):
         reply, _ = peer.ask([proto.pack(proto.request_header("shutdown", "x", token=token))])
@@ -113,6 +115,13 @@ def test_shutdown_needs_the_admin_token(server, helpers):
     reply, _ = peer.ask([proto.pack(proto.request_header("shutdown", "x"))])
     assert reply["error"]["field"] == "token"
     assert peer.ask([proto.pack(proto.request_header("ping", "p"))])[0]["ok"]
+    t0 = time.monotonic()
+    guesses = [peer.ask([proto.pack(proto.request_header("shutdown", "x", token=t))])[0]
+               for t in ("guess", "s3cret")]
+    assert all(r["error"]["code"] == "unauthorized" for r in guesses) and "retry in" in guesses[1]["error"]["message"]
+    stats = peer.ask([proto.pack(proto.request_header("stats", "s"))])[0]["stats"]
+    assert stats["counts"]["unauthorized"] == 1 and stats["counts"]["unauthorized_throttled"] == 4  # 1 compared
+    time.sleep(max(0.0, 0.55 - (time.monotonic() - t0)))
     assert peer.ask([proto.pack(proto.request_header("shutdown", "x", token="s3cret"))])[0]["ok"]
     assert peer.ask([proto.pack(proto.request_header("ping", "p"))], timeout_s=1.0) is None
     peer.close()
@@ -205,7 +214,7 @@ def malformed_messages(helpers, n, seed=0):
         elif kind == 8:  # a pickled payload (never unpickled: just bytes)
             out.append([pickle.dumps(Evil() if i % 2 else header), good[1]])
         elif kind == 9:  # a wrong protocol version
-            h = dict(header, v=[0, 2, "1", None, True, 1.5][i % 6])
+            h = dict(header, v=[0, 2, "1", None, True, 1.5, 1.0][i % 7])
             out.append([msgpack.packb(h), good[1]])
         elif kind == 10:  # image frame that is not an image, empty, or claims to be huge
             out.append([good[0], [b"", rng.bytes(100), _png_claiming(100_000, 100_000), b"GIF89a" + b"\0" * 20][i % 4]])

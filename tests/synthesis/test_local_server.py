@@ -75,3 +75,40 @@ def test_sigkill_with_jobs_in_flight_then_restart(helpers):
     finally:
         client.close()
         server.stop()
+
+
+def test_a_sigkilled_launchers_temp_dir_is_reclaimed_by_the_next_start(tmp_path, monkeypatch):
+    """SIGKILL leaves the launcher no chance to remove its server's temporary directory; the next start of any
+    service does, once the launcher and its server are both gone (a live one's directory is left alone)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from syngrpo_jax import service_process
+
+    code = ("from syngrpo_jax.synthesis.local_server import start_local_server\n"
+            "s = start_local_server('procedural')\nprint(s.log_path, flush=True)\nimport time; time.sleep(600)\n")
+    env = dict(os.environ, TMPDIR=str(tmp_path), PYTHONPATH=str(service_process.REPO_ROOT))
+    launcher = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        orphan = Path(launcher.stdout.readline().strip()).parent
+        assert orphan.parent == tmp_path and orphan.name.startswith(service_process.TEMP_PREFIX)
+        server_pid = json.loads((orphan / "owner.json").read_text())["service_pid"]
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        assert service_process.reclaim_orphaned_dirs() == []  # its launcher still runs
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait(10)
+        assert wait_until(lambda: not service_process._alive(server_pid), 15)  # the server follows its launcher
+        assert orphan.is_dir()
+
+        with start_local_server("procedural") as server:
+            assert not orphan.exists()
+            assert Path(server.log_path).parent.is_dir()
+        assert list(tmp_path.glob(f"{service_process.TEMP_PREFIX}*")) == []
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
