@@ -7,12 +7,14 @@ r"""How the vision tower's time and memory grow with image size: our jitted Flax
 Two towers are measured at each square image size: `windowed` (every block windowed: the part whose cost should
 grow linearly in patches) and `mixed` (the config's own pattern of windowed and full-attention blocks). Both
 sides run the same random weights (transformers' model saved with save_pretrained, loaded with our
-from_pretrained) on the processor's pixels. Reported per size: seconds per call (median of --repeats,
-interleaved), memory (ours: XLA's temporary buffers from the compiled executable and, on GPU, the device's peak;
-transformers: the peak of torch.cuda allocations on GPU, resident-set growth of the first call on CPU), the
-largest feature difference, and for each series the growth exponent k in cost ~ patches^k (least squares over
-the sizes in log-log, and between the smallest and largest size). Results: benchmarks/results/vision_scaling.json
-and .md (--out).
+from_pretrained) on the processor's pixels. Reported per size: seconds per call (median and fastest of
+--repeats, interleaved), CPU seconds per call on a CPU (this process's, all threads: the work done), memory
+(ours: XLA's temporary buffers of the compiled executable; transformers: the peak of torch.cuda allocations on
+GPU, resident-set growth of the first call on CPU), the largest feature difference, and for each series the
+growth exponent k in cost ~ patches^k (least squares over the sizes in log-log, and between the smallest and
+largest size). The headline exponent is of CPU seconds on a CPU (on a machine shared with other jobs, wall time
+grows with whatever else runs: others' load during each call is recorded too) and of wall time (the fastest
+call) on an accelerator. Results: benchmarks/results/vision_scaling.json and .md (--out).
 """
 from __future__ import annotations
 
@@ -129,13 +131,21 @@ def measure_size(hf, model, side: int, *, device: str, torch_dtype, repeats: int
     scale = float(np.abs(b).max())
     return {"side": side, "patches": int(np.prod(grid[0])), "flax_compile_s": compile_s,
             "seconds": {k: harness.summary(v, times.others_cpu[k]) for k, v in times.seconds.items()},
+            "cpu_seconds": {k: harness.summary(v) for k, v in times.own_cpu.items()},
             "memory": memory, "max_abs_diff": float(np.abs(a - b).max()), "max_abs_feature": scale,
             "relative_max_diff": float(np.abs(a - b).max()) / scale}
 
 
 def series_exponents(rows: list[dict]) -> dict:
+    """Growth exponents of wall time (each size's fastest call: on a shared machine the least disturbed one; the
+    medians' too), of CPU time (medians) and of memory."""
     patches = [r["patches"] for r in rows]
-    out = {f"time/{k}": growth_exponent(patches, [r["seconds"][k]["median"] for r in rows]) for k in ("flax", "hf")}
+    out = {}
+    for name, key, stat in (("time", "seconds", "min"), ("time_median", "seconds", "median"),
+                            ("cpu_time", "cpu_seconds", "median")):
+        for side in ("flax", "hf"):
+            if all(key in r for r in rows):
+                out[f"{name}/{side}"] = growth_exponent(patches, [r[key][side][stat] for r in rows])
     for key in ("flax_xla_temp_bytes", "hf_cuda_peak_bytes", "hf_rss_growth_bytes"):
         vals = [r["memory"].get(key) for r in rows]
         if all(v for v in vals):
@@ -160,7 +170,7 @@ def main(argv=None) -> int:
                                                   "vision_scaling.json"))
     args = ap.parse_args(argv)
     rtol = args.rtol if args.rtol is not None else (1e-4 if args.dtype == "float32" else 0.1)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = args.device = "cuda" if torch.cuda.is_available() else "cpu"
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
     sizes = [int(s) for s in args.sizes.split(",")]
     towers = {}
@@ -188,12 +198,14 @@ def main(argv=None) -> int:
 
 
 def write(args, towers: dict, rtol: float) -> dict:
-    windowed = towers.get("windowed", {}).get("exponents", {}).get("time/flax", {}).get("first_to_last")
+    # CPU seconds on a CPU (wall time there grows with others' load), wall time on an accelerator.
+    headline = "cpu_time/flax" if args.device == "cpu" else "time/flax"
+    windowed = towers.get("windowed", {}).get("exponents", {}).get(headline, {}).get("first_to_last")
     worst = max(r["relative_max_diff"] for t in towers.values() for r in t["sizes"])
     result = {"benchmark": "vision tower scaling, jitted Flax vs transformers", "command": harness.command_line(),
               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": args.config, "dtype": args.dtype,
               "flax_attention": args.flax_attention, "hf_attention": args.hf_attention, "towers": towers,
-              "windowed_time_exponent": windowed, "max_exponent": args.max_exponent,
+              "windowed_time_exponent": windowed, "windowed_exponent_of": headline, "max_exponent": args.max_exponent,
               "windowed_exponent_ok": windowed is not None and windowed <= args.max_exponent,
               "features": {"rtol": rtol, "worst_relative_diff": worst, "ok": worst <= rtol},
               "machine": harness.machine_info()}
@@ -206,23 +218,34 @@ def render_markdown(r: dict) -> str:
              f"`{r['command']}` — {r['date']}; Flax attention `{r['flax_attention']}`, transformers "
              f"`{r['hf_attention']}`.", ""]
     mib = lambda b: "-" if not b else f"{b / 2**20:,.0f}"  # noqa: E731
+
+    def cpu_ms(s):
+        return [s["cpu_seconds"][k]["median"] * 1e3 if "cpu_seconds" in s else "-" for k in ("flax", "hf")]
+
+    def others_load(s):  # the median share of the machine's CPUs other processes used during the timed calls
+        shares = [o for k in ("flax", "hf") for o in s["seconds"][k].get("others_cpu") or []]
+        return f"{np.median(shares):.0%}" if shares else "-"
     for name, t in r["towers"].items():
         lines += [f"## {name}: {t['depth']} blocks x {t['hidden']} ({t['heads']} heads), full attention at "
                   f"{t['fullatt_block_indexes'] or 'none'}", ""]
         rows = [[s["side"], s["patches"], s["seconds"]["flax"]["median"] * 1e3, s["seconds"]["hf"]["median"] * 1e3,
-                 s["seconds"]["hf"]["median"] / s["seconds"]["flax"]["median"], mib(s["memory"]["flax_xla_temp_bytes"]),
+                 s["seconds"]["hf"]["median"] / s["seconds"]["flax"]["median"], *cpu_ms(s), others_load(s),
+                 mib(s["memory"]["flax_xla_temp_bytes"]),
                  mib(s["memory"].get("hf_cuda_peak_bytes") or s["memory"]["hf_rss_growth_bytes"]),
                  f"{s['relative_max_diff']:.1e}"] for s in t["sizes"]]
-        lines.append(harness.markdown_table(["px", "patches", "flax ms", "hf ms", "hf/flax", "flax XLA temp MiB",
-                                             "hf MiB", "max diff / max"], rows))
+        lines.append(harness.markdown_table(["px", "patches", "flax ms", "hf ms", "hf/flax", "flax CPU ms",
+                                             "hf CPU ms", "others' load", "flax XLA temp MiB", "hf MiB",
+                                             "max diff / max"], rows))
         lines += ["", "Growth exponent k (cost ~ patches^k; least squares / first-to-last): " + "; ".join(
             f"{k} {e['least_squares']:.2f} / {e['first_to_last']:.2f}" for k, e in t["exponents"].items()), ""]
     exp = r["windowed_time_exponent"]
-    lines.append(("" if exp is None else f"Windowed tower, Flax time exponent {exp:.2f} "
+    lines.append(("" if exp is None else f"Windowed tower, Flax exponent of {r['windowed_exponent_of']} {exp:.2f} "
                   f"({'<=' if r['windowed_exponent_ok'] else '>'} {r['max_exponent']}); ") + "features within "
                  f"{r['features']['worst_relative_diff']:.1e} of their scale "
                  f"({'OK' if r['features']['ok'] else 'FAILED'}, rtol {r['features']['rtol']:g}).")
-    lines.append("hf MiB: torch.cuda peak allocation on GPU; on CPU the resident-set growth of the first call "
+    lines.append("ms: wall time, median of the calls; CPU ms: this process's CPU time per call (all threads); "
+                 "others' load: the median share of the machine's CPUs other processes used during the calls. "
+                 "hf MiB: torch.cuda peak allocation on GPU; on CPU the resident-set growth of the first call "
                  "(coarse: memory the allocator kept from earlier calls is reused unseen).")
     return "\n".join(lines)
 
