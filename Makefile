@@ -48,8 +48,10 @@ demo: $(VENV)/.installed
 	$(PY) -m syngrpo_jax.train --config=configs/tiny_cpu.py --workdir=$(WORKDIR)
 
 # The cp312 x86-64 wheels the GPU machine lacks (benchmarks/gpu_wheels.py), for the GPU suite to carry; needs PyPI.
+# Any Python with pip downloads them: PYTHON=... if given, else the project's venv where it exists, else python3.
+GPU_WHEELS_PY = $(if $(filter command line,$(origin PYTHON)),$(PYTHON),$(if $(wildcard $(PY)),$(PY),$(PYTHON)))
 gpu-wheels:
-	$(PYTHON) benchmarks/gpu_wheels.py download --dir=$(GPU_WHEELS)
+	$(GPU_WHEELS_PY) benchmarks/gpu_wheels.py download --dir=$(GPU_WHEELS)
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info
