@@ -359,9 +359,9 @@ def markdown(report: dict, short: bool = False) -> str:
                   f"{report['deadline_s']:.0f} s. Versions: " + ", ".join(
                       f"{k} {v}" for k, v in check.get("versions", {}).items() if v), ""]
     mm = check.get("matmul") or {}
-    lines += [f"Measured matmul ({mm.get('dtype', 'not measured')} {mm.get('n', '-')}^3): jax "
-              f"{_fmt(s['matmul_tflops_measured'])} / torch {_fmt(s['matmul_tflops_torch'])} "
-              f"TFLOP/s; MFU is against {s['mfu_reference_tflops']:.0f} TFLOP/s (H200 bf16 dense, measured) and "
+    measured = (f"Measured matmul ({mm['dtype']} {mm['n']}^3): jax {_fmt(s['matmul_tflops_measured'])} / torch "
+                f"{_fmt(s['matmul_tflops_torch'])} TFLOP/s" if "n" in mm else "Matmul not measured")
+    lines += [f"{measured}; MFU is against {s['mfu_reference_tflops']:.0f} TFLOP/s (H200 bf16 dense, measured) and "
               f"the jax figure. Flax attention: {s['attention']}.", ""]
     titles = {st.name: st.title for st in STEPS}
     rows = []
