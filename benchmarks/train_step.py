@@ -258,8 +258,7 @@ def main() -> int:
                                       repeats=a.repeats, sync=jax.block_until_ready)
     else:
         torch_timings = harness.interleaved({"transformers": torch_call}, warmup=0, repeats=a.repeats)
-        timings = harness.Timings({**flax_timings.seconds, **torch_timings.seconds},
-                                  {**flax_timings.others_cpu, **torch_timings.others_cpu})
+        timings = harness.Timings(*({**f, **t} for f, t in zip(flax_timings, torch_timings)))  # field by field
     peaks = {"flax_device_peak_bytes": (flax_peak if a.sequential else device_memory()[1]) or flax_peak,
              "transformers_cuda_peak_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None}
     result = summarize(a, config, batch, seq_ids, timings, first, torch_norms[0], compile_s, micro_batches,
