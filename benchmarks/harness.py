@@ -91,11 +91,14 @@ def _own_cpu_seconds() -> float:
 
 
 class Timings(NamedTuple):
-    """Per contender: wall seconds of each timed call, and the share of the machine's CPUs other processes kept
-    busy during that call (0 = we had the machine to ourselves; None where unknown)."""
+    """Per contender: wall seconds of each timed call, the share of the machine's CPUs other processes kept
+    busy during that call (0 = we had the machine to ourselves; None where unknown), and the CPU seconds this
+    process spent in the call (all its threads: the work done, which other processes' load does not inflate
+    the way it inflates wall time; on an accelerator it is the host's share only)."""
 
     seconds: dict[str, list[float]]
     others_cpu: dict[str, list[float | None]]
+    own_cpu: dict[str, list[float]]
 
 
 def interleaved(fns: dict[str, Callable[[], object]], *, warmup: int = 1, repeats: int = 5,
@@ -106,19 +109,20 @@ def interleaved(fns: dict[str, Callable[[], object]], *, warmup: int = 1, repeat
     for _ in range(warmup):
         for fn in fns.values():
             sync(fn())
-    out = Timings({name: [] for name in fns}, {name: [] for name in fns})
+    out = Timings({name: [] for name in fns}, {name: [] for name in fns}, {name: [] for name in fns})
     cpus = os.cpu_count() or 1
     for _ in range(repeats):
         for name, fn in fns.items():
-            busy0, own0, t0 = _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
+            busy0, own0, cpu0, t0 = _busy_cpu_seconds(), _own_cpu_seconds(), time.process_time(), time.perf_counter()
             sync(fn())
             elapsed = time.perf_counter() - t0
-            busy1, own1 = _busy_cpu_seconds(), _own_cpu_seconds()
+            cpu1, busy1, own1 = time.process_time(), _busy_cpu_seconds(), _own_cpu_seconds()
             out.seconds[name].append(elapsed)
             others = None
             if busy0 is not None and busy1 is not None:
                 others = min(1.0, max(0.0, (busy1 - busy0 - (own1 - own0)) / (elapsed * cpus)))
             out.others_cpu[name].append(others)
+            out.own_cpu[name].append(cpu1 - cpu0)  # nanosecond clock (os.times ticks at 10 ms)
     return out
 
 

@@ -16,8 +16,8 @@ tokens/s = batch * padded length / seconds. With `--parts`, the vision tower and
 are also timed on their own. Logits are compared at real (unpadded) positions; the script exits with status 1
 if the largest difference exceeds `--rtol` times the largest logit.
 
-Configs: small (CPU: text 512 x 8 layers, vision 256 x 4 blocks with the real window/full-attention pattern),
-3b and 7b (the released Qwen2.5-VL shapes, random weights; for a GPU machine).
+Configs: tiny (seconds; the GPU suite's smoke test), small (CPU: text 512 x 8 layers, vision 256 x 4 blocks with
+the real window/full-attention pattern), 3b and 7b (the released Qwen2.5-VL shapes, random weights; a GPU).
 Results: benchmarks/results/model_forward.json and .md (override with --out).
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -57,7 +58,13 @@ RELEASED_NAMES = {"3b": "Qwen2.5-VL-3B-Instruct", "7b": "Qwen2.5-VL-7B-Instruct"
 FIRST_TEXT_ID = 7  # random text tokens are drawn from [7, 151643) or [7, vocab): never a special token
 
 
+CONFIGS = ("tiny", "small", "3b", "7b")
+
+
 def get_config(name: str) -> Qwen25VLConfig:
+    if name == "tiny":  # seconds on a CPU: the GPU suite's smoke test
+        return tiny_config(**SMALL_IDS, vocab_size=512, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                           vision_hidden_size=32, vision_depth=2, window_size=112, fullatt_block_indexes=(1,))
     if name == "small":
         return tiny_config(**SMALL_IDS, vocab_size=16384, hidden_size=512, num_layers=8, num_heads=8,
                            num_kv_heads=2, intermediate_size=1376, vision_hidden_size=256, vision_depth=4,
@@ -87,8 +94,12 @@ def build_hf_model(config: Qwen25VLConfig, torch_dtype, device: str, seed: int):
 
 
 def flax_twin(hf, dtype, **kwargs):
-    """Our model with the weights of transformers' `hf`: save_pretrained to a temp dir, then from_pretrained."""
-    with tempfile.TemporaryDirectory() as tmp:
+    """Our model with the weights of transformers' `hf`: save_pretrained to a temp dir, then from_pretrained.
+    The directory is in /dev/shm (memory) where that has room: 3B/7B checkpoints are 7-17 GB."""
+    size = sum(p.numel() * p.element_size() for p in hf.parameters())
+    shm = "/dev/shm"
+    fast = os.path.isdir(shm) and shutil.disk_usage(shm).free > 2 * size
+    with tempfile.TemporaryDirectory(dir=shm if fast else None) as tmp:
         hf.save_pretrained(tmp)
         return qwen2_5_vl.from_pretrained(tmp, dtype=dtype, **kwargs)
 
@@ -188,14 +199,15 @@ def model_flops(config: Qwen25VLConfig, inputs) -> dict:
     within each window (windowed blocks) or image (full blocks), text attention over all L x L pairs (both
     implementations compute the masked square). Elementwise work (norms, rotary, softmax) is not counted."""
     v, t = config.vision, config.text
-    window_id, frame_id = np.asarray(inputs.window_id), np.asarray(inputs.frame_id)
-    patches = int((frame_id >= 0).sum())
-    pairs = lambda ids: sum(int(np.square(np.bincount(row[row >= 0])).sum()) for row in ids)  # noqa: E731
+    window_id = np.asarray(inputs.window_id)
+    per_image = (window_id >= 0).sum(axis=1)
+    patches = int(per_image.sum())
+    window_pairs = sum(int(np.square(np.bincount(row[row >= 0])).sum()) for row in window_id)
     n_full = len(v.fullatt_block_indexes)
     d, f = v.hidden_size, v.intermediate_size
     vision = 2 * patches * (v.patch_dim * d + v.depth * (3 * d * d + d * d + 3 * d * f))
     vision += 2 * (patches // v.merge_unit) * (v.merge_unit * d) * (v.merge_unit * d + v.out_hidden_size)
-    vision += 4 * d * (n_full * pairs(frame_id) + (v.depth - n_full) * pairs(window_id))
+    vision += 4 * d * (n_full * int(np.square(per_image).sum()) + (v.depth - n_full) * window_pairs)
     b, length = np.asarray(inputs.input_ids).shape
     h, hd = t.hidden_size, t.head_dim
     qd, kvd = t.num_attention_heads * hd, t.num_key_value_heads * hd
@@ -208,7 +220,7 @@ def model_flops(config: Qwen25VLConfig, inputs) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", choices=("small", "3b", "7b"), default="small")
+    ap.add_argument("--config", choices=CONFIGS, default="small")
     ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                     help="parameter and compute dtype of both models")
     ap.add_argument("--batch", type=int, default=4)

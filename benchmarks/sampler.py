@@ -1,7 +1,7 @@
 """Rollouts: the JAX sampler vs transformers' generate, 8 prompts x G = 6 responses of 128 new tokens each.
 
     python benchmarks/sampler.py                                   # small config, float32, CPU
-    python benchmarks/sampler.py --config=3b --dtype=bfloat16      # a GPU machine
+    python benchmarks/sampler.py --config=3b --dtype=bfloat16 --prompts=20 --new_tokens=512    # a GPU machine
 
 Both sample with temperature 1 from the same weights (transformers' random init, saved and loaded with
 from_pretrained) for the same left-padded prompts (one image each), and neither stops early (no stop tokens), so
@@ -16,21 +16,24 @@ import sys
 import time
 
 import harness
-import jax
-import jax.numpy as jnp
-import numpy as np
-import torch
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # both frameworks share the device
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from model_forward import (build_hf_model, flax_twin, get_config, hf_kwargs, image_offsets,  # noqa: E402
-                           make_batch, one_image_requests)
+from model_forward import (CONFIGS, build_hf_model, flax_twin, get_config, hf_kwargs,  # noqa: E402
+                           image_offsets, make_batch, one_image_requests)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="small", choices=("small", "3b", "7b"))
+    p.add_argument("--config", default="small", choices=CONFIGS)
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--group", type=int, default=6)
@@ -38,6 +41,8 @@ def main() -> int:
     p.add_argument("--image_size", type=int, default=224)
     p.add_argument("--text_tokens", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds after the sampler's first (compiling) call")
+    p.add_argument("--flax_attention", default="xla", choices=("xla", "jax_nn", "cudnn"))
     p.add_argument("--max_load", type=float, default=0.0)
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "sampler.json"))
     a = p.parse_args()
@@ -50,7 +55,7 @@ def main() -> int:
     load_before = harness.wait_for_quiet(a.max_load, timeout_s=600) if a.max_load else harness.load_average()
     config = get_config(a.config)
     hf = build_hf_model(config, torch_dtype, device, seed=0)
-    model = flax_twin(hf, jnp.dtype(a.dtype))
+    model = flax_twin(hf, jnp.dtype(a.dtype), attention_impl=a.flax_attention)
     ids, mask, pixel_values, grid = make_batch(config, a.prompts, a.image_size, a.text_tokens, seed=1)
     offsets = image_offsets(grid)
     requests = one_image_requests(ids, mask, pixel_values, grid)
@@ -75,10 +80,20 @@ def main() -> int:
 
     hf.eval()
     timings = harness.interleaved({"jax": lambda: sampler.generate(requests, params), "transformers": hf_call},
-                                  warmup=1, repeats=a.repeats)
+                                  warmup=a.warmup, repeats=a.repeats)
     med = {k: harness.summary(v, timings.others_cpu[k]) for k, v in timings.seconds.items()}
     tokens = a.prompts * a.group * a.new_tokens
     tps = {k: tokens / m["median"] for k, m in med.items()}
+
+    result = {
+        "benchmark": "sampler", "command": harness.command_line(), "machine": harness.machine_info(),
+        "load_average_before": load_before, "load_average_after": harness.load_average(),
+        "config": a.config, "dtype": a.dtype, "prompts": a.prompts, "group": a.group, "new_tokens": a.new_tokens,
+        "prompt_length": int(ids.shape[1]), "generated_tokens": tokens, "seconds": med, "tokens_per_s": tps,
+        "ratio_jax_over_transformers": tps["jax"] / tps["transformers"], "jax_compile_s": compile_s,
+        "greedy_tokens_agreeing_of_16": None, "flax_attention": a.flax_attention,
+    }
+    write(a, result, device)  # the speed figures are kept even if the check below does not finish
 
     # Greedy agreement on the first prompt (a correctness check next to the speed numbers).
     greedy = SamplingParams(n=1, temperature=0.0, max_tokens=16)
@@ -89,27 +104,27 @@ def main() -> int:
         ref = hf.generate(**one, do_sample=False, max_new_tokens=16, min_new_tokens=16,
                           pad_token_id=config.pad_token_id)[0, one["input_ids"].shape[1]:].cpu().numpy()
     agree = int(np.argmax(np.append(ours != ref, True)))  # tokens equal before the first difference
-    result = {
-        "benchmark": "sampler", "command": harness.command_line(), "machine": harness.machine_info(),
-        "load_average_before": load_before, "load_average_after": harness.load_average(),
-        "config": a.config, "dtype": a.dtype, "prompts": a.prompts, "group": a.group, "new_tokens": a.new_tokens,
-        "prompt_length": int(ids.shape[1]), "generated_tokens": tokens, "seconds": med, "tokens_per_s": tps,
-        "ratio_jax_over_transformers": tps["jax"] / tps["transformers"], "jax_compile_s": compile_s,
-        "greedy_tokens_agreeing_of_16": agree,
-    }
+    result["greedy_tokens_agreeing_of_16"] = agree
+    write(a, result, device)
+    # In bfloat16 two implementations' roundings may flip a near-tie of a random model: reported, not failed.
+    return 0 if agree == 16 or a.dtype != "float32" else 1
+
+
+def write(a, result: dict, device: str) -> None:
+    med, tps, agree = result["seconds"], result["tokens_per_s"], result["greedy_tokens_agreeing_of_16"]
     markdown = "\n".join([
         f"# Rollouts: JAX sampler vs transformers generate ({a.config}, {a.dtype}, {device})", "",
         f"{a.prompts} prompts x G={a.group}, {a.new_tokens} new tokens each, temperature 1; prompts of "
-        f"{ids.shape[1]} tokens with one {a.image_size}px image. Command: `{result['command']}`. Load "
-        f"{load_before} -> {result['load_average_after']}.", "",
+        f"{result['prompt_length']} tokens with one {a.image_size}px image. Command: `{result['command']}`. Load "
+        f"{result['load_average_before']} -> {result['load_average_after']}.", "",
         harness.markdown_table(["", "median s", "generated tokens/s"],
                                [[k, med[k]["median"], tps[k]] for k in ("jax", "transformers")]), "",
         f"Ratio jax/transformers: {result['ratio_jax_over_transformers']:.2f}x (target >= 3x). Sampler compile "
-        f"{compile_s:.1f} s. Greedy decoding agrees on {agree}/16 tokens of the first prompt.",
+        f"{result['jax_compile_s']:.1f} s. Greedy decoding agrees on "
+        f"{'(not checked yet)' if agree is None else agree}/16 tokens of the first prompt.",
     ])
     harness.write_results(a.out, result, markdown)
     print(markdown)
-    return 0 if agree == 16 else 1
 
 
 if __name__ == "__main__":

@@ -76,7 +76,9 @@ def grad_and_metrics(graphdef, cfg: LossConfig, params, ref_params, batch: Train
     m = batch.response_ids.shape[0]
     (grads, denom, metrics), logp = jax.lax.scan(body, (zeros, jnp.float32(0), zero_metrics),
                                                  (batch, jnp.arange(m)))
-    grads = jax.tree.map(lambda g: g / jnp.maximum(denom, 1e-12), grads)
+    # Back in each gradient's own (the parameter's) dtype: dividing a bfloat16 gradient by the float32
+    # denominator promotes it, and the Adam moments built from it would come back float32.
+    grads = jax.tree.map(lambda g: (g / jnp.maximum(denom, 1e-12)).astype(g.dtype), grads)
     return grads, denom, metrics, logp
 
 
@@ -162,6 +164,6 @@ def batch_shardings(batch: TrainBatch, mesh, rules=None) -> TrainBatch:
         input_ids=rows(i.input_ids, 1), attention_mask=rows(i.attention_mask, 1),
         position_ids=rows(i.position_ids, 2), rope_deltas=rows(i.rope_deltas, 1), image_src=rows(i.image_src, 1),
         patches=rows(i.patches, 1), patch_pos=rows(i.patch_pos, 1), window_id=rows(i.window_id, 1),
-        frame_id=rows(i.frame_id, 1))
+        merged_order=rows(i.merged_order, 1))
     return TrainBatch(inputs, rows(batch.response_ids, 1), rows(batch.response_mask, 1), rows(batch.advantages, 1),
                       rows(batch.old_logp, 1))

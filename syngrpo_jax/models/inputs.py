@@ -2,8 +2,9 @@
 
 transformers' processor output (input_ids, attention_mask, pixel_values packed over all images, image_grid_thw)
 has data-dependent shapes. `prepare_inputs` turns it into fixed-shape arrays: images padded to a common patch
-count (rounded up to a bucket so a run compiles a bounded number of times), rotary positions, window/frame ids,
-the 3D text positions and, for every image-pad token, the index of the merged vision feature that replaces it.
+count (rounded up to a bucket so a run compiles a bounded number of times), their patches permuted into
+attention-window order with rotary positions and window ids, the 3D text positions and, for every image-pad
+token, the index of the merged vision feature that replaces it.
 """
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ class ModelInputs(NamedTuple):
     position_ids: np.ndarray  # [3, B, L] int32, M-RoPE (t, h, w)
     rope_deltas: np.ndarray  # [B] int32, next text position = number of real tokens + delta
     image_src: np.ndarray  # [B, L] int32, flat index into the [N * P / merge^2] merged features, -1 for text
-    patches: np.ndarray  # [N, P, C*T*p*p] float32 pixel patches in processor order, zero padded
-    patch_pos: np.ndarray  # [N, P, 2] int32 (h, w) rotary positions
-    window_id: np.ndarray  # [N, P] int32 window-attention group, -1 at padding
-    frame_id: np.ndarray  # [N, P] int32 full-attention group (the frame), -1 at padding
+    patches: np.ndarray  # [N, P, C*T*p*p] float32 pixel patches in window order, zero padded at the end
+    patch_pos: np.ndarray  # [N, P, 2] int32 (h, w) rotary positions, window order
+    window_id: np.ndarray  # [N, P] int32 attention window (contiguous runs), -1 at padding
+    merged_order: np.ndarray  # [N, P / merge^2] int32 window-order index of each processor-order merged token
 
 
 def round_up(n: int, multiple: int) -> int:
@@ -70,8 +71,8 @@ def prepare_inputs(config: Qwen25VLConfig, input_ids, attention_mask=None, pixel
              else _as_int_array("image_grid_thw", image_grid_thw, 2).astype(np.int64))
     position_ids, rope_deltas = rope_index(ids, grids, image_token_id=config.image_token_id,
                                            spatial_merge_size=vc.spatial_merge_size, attention_mask=mask)
-    patches, patch_pos, window_id, frame_id = prepare_vision(config, pixel_values, grids, patch_multiple=patch_multiple,
-                                                             num_images=num_images, num_patches=num_patches)
+    patches, patch_pos, window_id, merged_order = prepare_vision(
+        config, pixel_values, grids, patch_multiple=patch_multiple, num_images=num_images, num_patches=num_patches)
     counts = np.prod(grids, axis=1).astype(np.int64)
     p = patches.shape[1]
 
@@ -86,14 +87,14 @@ def prepare_inputs(config: Qwen25VLConfig, input_ids, attention_mask=None, pixel
     image_src = np.full((b, length), -1, np.int32)
     image_src[is_image] = src
     return ModelInputs(ids.astype(np.int32), mask, position_ids.astype(np.int32), rope_deltas.astype(np.int32),
-                       image_src, patches, patch_pos, window_id, frame_id)
+                       image_src, patches, patch_pos, window_id, merged_order)
 
 
 def prepare_vision(config: Qwen25VLConfig, pixel_values, image_grid_thw, *, patch_multiple: int = 64,
                    num_images: int | None = None, num_patches: int | None = None):
-    """Pad packed processor pixels into per-image rows: (patches [N, P, patch_dim], patch_pos [N, P, 2],
-    window_id [N, P], frame_id [N, P]); P = num_patches, or the largest image's patch count rounded up to
-    patch_multiple."""
+    """Pad packed processor pixels into per-image rows in window order (see `positions.vision_patch_layout`):
+    (patches [N, P, patch_dim], patch_pos [N, P, 2], window_id [N, P], merged_order [N, P / merge^2]);
+    P = num_patches, or the largest image's patch count rounded up to patch_multiple."""
     vc = config.vision
     if patch_multiple % vc.merge_unit:
         raise ValueError(f"patch_multiple={patch_multiple} must be a multiple of merge^2={vc.merge_unit}")
@@ -124,14 +125,15 @@ def prepare_vision(config: Qwen25VLConfig, pixel_values, image_grid_thw, *, patc
     patches = np.zeros((n, p, vc.patch_dim), np.float32)
     patch_pos = np.zeros((n, p, 2), np.int32)
     window_id = np.full((n, p), -1, np.int32)
-    frame_id = np.full((n, p), -1, np.int32)
+    merged_order = np.tile(np.arange(p // vc.merge_unit, dtype=np.int32), (n, 1))  # identity at padding
     layout = vision_patch_layout(grids, spatial_merge_size=m, window_merged=vc.window_merged)
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    for i, (pos, win, frame) in enumerate(layout):
+    for i, (order, pos, win) in enumerate(layout):
         k = int(counts[i])
-        patches[i, :k] = pixels[offsets[i]:offsets[i + 1]]
-        patch_pos[i, :k], window_id[i, :k], frame_id[i, :k] = pos, win, frame
-    return patches, patch_pos, window_id, frame_id
+        patches[i, :k] = pixels[offsets[i]:offsets[i + 1]][order]
+        patch_pos[i, :k], window_id[i, :k] = pos, win
+        merged_order[i, order[::vc.merge_unit] // vc.merge_unit] = np.arange(k // vc.merge_unit)
+    return patches, patch_pos, window_id, merged_order
 
 
 def prepare_prompts(config: Qwen25VLConfig, prompt_ids, pixel_values=None, image_grid_thw=None, *, pad_id: int,
@@ -186,4 +188,5 @@ def extend_with_responses(prompts: ModelInputs, response_ids: np.ndarray, respon
                                     axis=2).astype(np.int32),
         rope_deltas=delta.astype(np.int32),
         image_src=np.concatenate([prompts.image_src[rep], np.full((n, t), -1, np.int32)], axis=1),
-        patches=prompts.patches, patch_pos=prompts.patch_pos, window_id=prompts.window_id, frame_id=prompts.frame_id)
+        patches=prompts.patches, patch_pos=prompts.patch_pos, window_id=prompts.window_id,
+        merged_order=prompts.merged_order)

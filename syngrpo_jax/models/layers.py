@@ -18,6 +18,10 @@ ATTENTION_IMPLS = ("xla", "jax_nn", "cudnn")
 # Masked logits get the most negative float rather than -inf so a row with no visible key (a padding query)
 # softmaxes to a uniform row instead of NaN; such rows are never read.
 _MASK_VALUE = float(jnp.finfo(jnp.float32).min)
+# The "xla" path splits queries into chunks (of at least _MIN_QUERY_CHUNK) where one head's score matrix would
+# exceed this many entries (16 MiB in float32: past 2048 x 2048; text training shapes stay whole).
+_MAX_SCORES = 1 << 22
+_MIN_QUERY_CHUNK = 512
 
 
 def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
@@ -107,27 +111,85 @@ def vision_rope_cos_sin(pos_hw: jax.Array, head_dim: int, theta: float):
     return jnp.cos(emb), jnp.sin(emb)
 
 
-def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None,
-              impl: AttentionImpl = "xla") -> jax.Array:
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None,
+              impl: AttentionImpl = "xla", *, kv_lengths: jax.Array | None = None, causal: bool = False) -> jax.Array:
     """Softmax attention with grouped KV heads.
 
     q: [B, T, H, D]; k, v: [B, S, K, D] with K dividing H (query head h reads KV head h // (H/K), as
-    transformers' repeat_kv does); mask: [B, T, S] bool (True = may attend) or None. Returns [B, T, H, D].
+    transformers' repeat_kv does); mask: [B, T or 1, S] bool (True = may attend) or None; kv_lengths: [B] int32,
+    keys at or past the length are padding (a mask cuDNN applies without materialising it); causal: query t may
+    not see keys after t (T == S; implied by a causal `mask`, and cuDNN then skips the blocks above the diagonal).
+    Returns [B, T, H, D].
     "xla" is a plain einsum/softmax (float32 softmax); "jax_nn" calls jax.nn.dot_product_attention and lets it
     pick (cuDNN flash attention on GPU where eligible); "cudnn" forces the cuDNN kernel.
     """
     if impl == "xla":
-        b, t, h, d = q.shape
-        kv = k.shape[2]
-        qg = q.reshape(b, t, kv, h // kv, d)
-        scores = jnp.einsum("btkgd,bskd->bkgts", qg, k).astype(jnp.float32) / math.sqrt(d)
-        if mask is not None:
-            scores = jnp.where(mask[:, None, None], scores, _MASK_VALUE)
-        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
-        return out.reshape(b, t, h, d)
+        if kv_lengths is not None:
+            valid = jnp.arange(k.shape[1])[None, None, :] < kv_lengths[:, None, None]
+            mask = valid if mask is None else mask & valid
+        if causal:
+            lower = jnp.tril(jnp.ones((q.shape[1], k.shape[1]), bool))[None]
+            mask = lower if mask is None else mask & lower
+        b, t, s = q.shape[0], q.shape[1], k.shape[1]
+        size = max(_MIN_QUERY_CHUNK, _MAX_SCORES // s)
+        if t * s <= _MAX_SCORES or t < 2 * size:
+            return _xla_attention(q, k, v, mask)
+        # A long sequence (a full-attention vision block on a large image): queries in chunks, so the forward
+        # holds one chunk's scores at a time.
+        pad = -t % size
+        qc = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0))).reshape(b, -1, size, *q.shape[2:]).swapaxes(0, 1)
+        if mask is None or mask.shape[1] == 1:  # the same keys for every query
+            out = jax.lax.map(lambda qi: _xla_attention(qi, k, v, mask), qc)
+        else:
+            mc = jnp.pad(mask, ((0, 0), (0, pad), (0, 0))).reshape(b, -1, size, s).swapaxes(0, 1)
+            out = jax.lax.map(lambda a: _xla_attention(a[0], k, v, a[1]), (qc, mc))
+        return out.swapaxes(0, 1).reshape(b, t + pad, *q.shape[2:])[:, :t]
     if impl in ("jax_nn", "cudnn"):
         return jax.nn.dot_product_attention(
             q, k, v, mask=None if mask is None else mask[:, None],
+            key_value_seq_lengths=None if kv_lengths is None else kv_lengths.astype(jnp.int32), is_causal=causal,
             implementation=None if impl == "jax_nn" else "cudnn")
     raise ValueError(f"attention_impl={impl!r} is unknown; choose one of {ATTENTION_IMPLS}")
+
+
+def _xla_attention(q, k, v, mask):
+    """The einsum/softmax attention of `attention` (mask [B, T or 1, S] or None)."""
+    b, t, h, d = q.shape
+    kv = k.shape[2]
+    qg = q.reshape(b, t, kv, h // kv, d)
+    scores = jnp.einsum("btkgd,bskd->bkgts", qg, k).astype(jnp.float32) / math.sqrt(d)
+    if mask is not None:
+        scores = jnp.where(mask[:, None, None], scores, _MASK_VALUE)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
+    return out.reshape(b, t, h, d)
+
+
+def window_attention(q: jax.Array, k: jax.Array, v: jax.Array, window_id: jax.Array, window: int,
+                     impl: AttentionImpl = "xla") -> jax.Array:
+    """Attention within windows that are contiguous runs of at most `window` tokens, in time linear in T.
+
+    q, k, v: [B, T, H, D]; window_id: [B, T] int (equal within a run, -1 at padding). Every run fits in `window`
+    tokens, so the keys of a query in chunk c (chunks of `window` tokens) lie in chunks c-1, c and c+1: each chunk
+    attends to those 3 * window keys, masked to its own window. Cost 3 * window scores per token, whatever T.
+    """
+    b, t, h, d = q.shape
+    pad = -t % window
+    if pad:
+        q, k, v = (jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0))) for x in (q, k, v))
+        window_id = jnp.pad(window_id, ((0, 0), (0, pad)), constant_values=-1)
+    n = (t + pad) // window
+
+    def neighbours(x, fill):
+        """[B, n*window, ...] -> [B, n, 3*window, ...]: chunks c-1, c, c+1 side by side (`fill` off the ends)."""
+        x = x.reshape(b, n, window, *x.shape[2:])
+        x = jnp.pad(x, ((0, 0), (1, 1)) + ((0, 0),) * (x.ndim - 2), constant_values=fill)
+        return jnp.concatenate([x[:, :-2], x[:, 1:-1], x[:, 2:]], axis=2)
+
+    wq = window_id.reshape(b, n, window)
+    wk = neighbours(window_id, -1)
+    mask = (wq[..., :, None] == wk[..., None, :]) & (wk >= 0)[..., None, :]
+    out = attention(q.reshape(b * n, window, h, d), neighbours(k, 0).reshape(b * n, 3 * window, *k.shape[2:]),
+                    neighbours(v, 0).reshape(b * n, 3 * window, *v.shape[2:]), mask.reshape(b * n, window, -1),
+                    impl)
+    return out.reshape(b, n * window, h, d)[:, :t]

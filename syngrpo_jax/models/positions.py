@@ -3,10 +3,9 @@
 - `rope_index`: the text decoder's 3D (temporal, height, width) M-RoPE position ids, a port of transformers'
   `Qwen2_5_VLModel.get_rope_index` for images: text tokens count up by one; an image's merged tokens take
   (t, h, w) grid coordinates offset by the running position; the next text resumes after max(h, w) / merge.
-- `vision_patch_layout`: for each image's patches (in the processor's order, where every 2x2 merge block is
-  contiguous) its (h, w) rotary position, the attention window it belongs to and its frame. Because attention is
-  masked by window/frame id, the tower never permutes patches into window order as the reference does; the
-  result is the same function, and the merged tokens come out already in the order the text expects.
+- `vision_patch_layout`: each image's patches permuted into the reference's window order (every attention
+  window one contiguous run), with their (h, w) rotary positions and window ids; the tower runs in that order
+  and puts its merged features back into processor order at the end.
 """
 from __future__ import annotations
 
@@ -68,22 +67,32 @@ def rope_index(input_ids: np.ndarray, image_grid_thw: np.ndarray | None, *, imag
 
 
 def vision_patch_layout(image_grid_thw: np.ndarray, *, spatial_merge_size: int, window_merged: int):
-    """Per-image patch metadata in processor order: list of (pos_hw [n, 2], window_id [n], frame_id [n]).
+    """Per image, its patches in window order: list of (order [n], pos_hw [n, 2], window_id [n]).
 
-    A patch's window is the window_merged x window_merged block of merged tokens containing its merge block,
-    numbered row-major per frame (the reference pads the merged grid to whole windows and drops the empty ones;
-    grouping by floor division gives the same windows).
+    `order[j]` is the processor-order index of the patch at window-order slot j. Window order is the reference's
+    (`Qwen2_5_VisionTransformer.get_window_index`): windows of window_merged x window_merged merged tokens,
+    row-major over the image; inside a window its merged tokens row-major; each merged token's merge^2 patches
+    contiguous, in processor order. Every window is then one contiguous run of at most
+    window_merged^2 * merge^2 patches, which is what lets windowed attention run per chunk in linear time.
+    pos_hw is the patch's (h, w) rotary position, window_id the window's row-major number.
     """
     m = spatial_merge_size
     out = []
-    for t, h, w in np.asarray(image_grid_thw, np.int64).reshape(-1, 3):
+    for i, (t, h, w) in enumerate(np.asarray(image_grid_thw, np.int64).reshape(-1, 3)):
         t, h, w = int(t), int(h), int(w)
+        if t != 1:
+            raise ValueError(f"image_grid_thw row {i} = {[t, h, w]}: t must be 1 (one image; video is not "
+                             "supported)")
         gh, gw = h // m, w // m
-        # Index arrays of shape [t, gh, gw, m, m] in the processor's patch order.
-        tt, br, bc, dr, dc = np.meshgrid(np.arange(t), np.arange(gh), np.arange(gw), np.arange(m), np.arange(m),
-                                         indexing="ij")
-        hpos, wpos = br * m + dr, bc * m + dc
-        nwh, nww = -(-gh // window_merged), -(-gw // window_merged)
-        window = (tt * nwh + br // window_merged) * nww + bc // window_merged
-        out.append((np.stack([hpos.ravel(), wpos.ravel()], -1), window.ravel(), tt.ravel()))
+        br, bc = (a.ravel() for a in np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij"))
+        nww = -(-gw // window_merged)
+        window = (br // window_merged) * nww + bc // window_merged  # per merged token, processor order
+        merged_order = np.lexsort((bc, br, window))  # sort by window, then row, then column
+        order = (merged_order[:, None] * m * m + np.arange(m * m)).ravel()
+        # Processor order puts merge block (br, bc)'s patches at (br*m + dr, bc*m + dc), dr/dc row-major.
+        dr, dc = np.divmod(np.arange(m * m), m)
+        hpos = (br[:, None] * m + dr).ravel()
+        wpos = (bc[:, None] * m + dc).ravel()
+        pos = np.stack([hpos, wpos], -1)[order]
+        out.append((order, pos, np.repeat(window[merged_order], m * m)))
     return out

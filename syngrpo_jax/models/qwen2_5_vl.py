@@ -51,8 +51,8 @@ class Qwen25VL(nnx.Module):
     # ---- pure, jit-able pieces -------------------------------------------------------------------------------
     def image_features(self, inputs: ModelInputs) -> jax.Array:
         """Merged vision features [N * P / merge^2, D] in the order image tokens consume them."""
-        feats = self.vision(inputs.patches, inputs.patch_pos, inputs.window_id, inputs.frame_id, dtype=self.dtype,
-                            attention_impl=self.attention_impl, remat=self.remat)
+        feats = self.vision(inputs.patches, inputs.patch_pos, inputs.window_id, inputs.merged_order,
+                            dtype=self.dtype, attention_impl=self.attention_impl, remat=self.remat)
         return feats.reshape(-1, feats.shape[-1])
 
     def input_embeddings(self, inputs: ModelInputs) -> jax.Array:
@@ -75,7 +75,7 @@ class Qwen25VL(nnx.Module):
         length = mask.shape[1]
         causal = jnp.tril(jnp.ones((length, length), bool))
         h = self.constrain(self.input_embeddings(inputs), ("batch", None, None))
-        h, _ = self.text.decode(h, inputs.position_ids, causal[None] & mask[:, None, :],
+        h, _ = self.text.decode(h, inputs.position_ids, causal[None] & mask[:, None, :], causal=True,
                                 attention_impl=self.attention_impl, remat=self.remat,
                                 constrain=lambda x: self.constrain(x, ("batch", None, None)))
         return h
@@ -129,8 +129,8 @@ def _jit_logits(model: Qwen25VL, inputs: ModelInputs):
 
 
 @nnx.jit
-def _jit_vision(model: Qwen25VL, patches, patch_pos, window_id, frame_id):
-    return model.vision(patches, patch_pos, window_id, frame_id, dtype=model.dtype,
+def _jit_vision(model: Qwen25VL, patches, patch_pos, window_id, merged_order):
+    return model.vision(patches, patch_pos, window_id, merged_order, dtype=model.dtype,
                         attention_impl=model.attention_impl, remat=model.remat).astype(jnp.float32)
 
 

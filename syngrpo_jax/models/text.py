@@ -57,10 +57,11 @@ class TextModel(nnx.Module):
         return jnp.take(self.embed[...], input_ids, axis=0).astype(dtype)
 
     def decode(self, h, position_ids, mask, *, cache: KVCache | None = None, cache_pos=None,
-               attention_impl="xla", remat="none", constrain=None):
+               attention_impl="xla", remat="none", constrain=None, causal: bool = False):
         """Layer stack + final norm. h: [B, T, D]; position_ids: [3, B, T]; mask: [B, T, S] (S = T, or the
-        cache length); constrain: applied to each layer's output (activation sharding). Returns (hidden
-        [B, T, D], updated cache or None)."""
+        cache length); causal: without a cache, the mask is causal (cuDNN then skips the blocks above the
+        diagonal); constrain: applied to each layer's output (activation sharding). Returns (hidden [B, T, D],
+        updated cache or None)."""
         cfg = self.cfg
         b, t, _ = h.shape
         cos, sin = layers.mrope_cos_sin(position_ids, cfg.head_dim, cfg.rope_theta, cfg.mrope_section)
@@ -73,7 +74,8 @@ class TextModel(nnx.Module):
             v = layers.linear(a, w["v_kernel"], w["v_bias"]).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim)
             q, k = layers.apply_rotary(q, cos, sin), layers.apply_rotary(k, cos, sin)
             k, v = kv_at(k, v)
-            o = layers.attention(q, k.astype(x.dtype), v.astype(x.dtype), mask, attention_impl).reshape(b, t, -1)
+            o = layers.attention(q, k.astype(x.dtype), v.astype(x.dtype), mask, attention_impl,
+                                 causal=causal and cache is None).reshape(b, t, -1)
             x = x + layers.linear(o, w["o_kernel"])
             a = layers.rms_norm(x, w["mlp_norm"], cfg.rms_norm_eps)
             x = x + layers.gated_mlp(a, w["gate_kernel"], w["up_kernel"], w["down_kernel"], cfg.hidden_act)

@@ -1,10 +1,12 @@
 """The Qwen2.5-VL vision tower: patch embedding, windowed/full-attention blocks, and the 2x2 patch merger.
 
-Patches arrive padded per image ([N images, P patches, C*T*p*p], see `inputs.ModelInputs`). The Conv3d patch
-embedding (kernel = stride = T x p x p) is a matmul over flattened patches. Blocks in `fullatt_block_indexes`
-attend over the whole frame, the others within windows of `window_size` pixels; both are masks over the same
-token order, so no permutation into window order is needed. The merger concatenates each 2x2 block of patch
-features (contiguous in processor order) and projects it to the text width.
+Patches arrive padded per image ([N images, P patches, C*T*p*p], see `inputs.ModelInputs`) and already permuted
+into window order, as the reference permutes them: every attention window is one contiguous run of at most
+window_merged^2 * merge^2 patches, and each merge block's patches are contiguous. Windowed blocks attend chunk by
+chunk (`layers.window_attention`, linear in P); blocks in `fullatt_block_indexes` attend over the whole image,
+its padding at the end (a key length, so cuDNN needs no mask). The Conv3d patch embedding (kernel = stride =
+T x p x p) is a matmul over flattened patches. The merger concatenates each 2x2 block of patch features and
+projects it to the text width; its outputs go back into processor order, the order the image tokens expect.
 """
 from __future__ import annotations
 
@@ -43,32 +45,43 @@ class VisionTower(nnx.Module):
         self.merger_fc2_kernel = param(rngs, (merged, cfg.out_hidden_size), ("vision_mlp", "embed"), normal, dtype)
         self.merger_fc2_bias = param(rngs, (cfg.out_hidden_size,), ("norm",), zeros, dtype)
 
-    def __call__(self, patches, patch_pos, window_id, frame_id, *, dtype, attention_impl="xla", remat="none"):
-        """[N, P, patch_dim] patches -> [N, P / merge^2, out_hidden_size] merged features (padding rows junk)."""
+    def __call__(self, patches, patch_pos, window_id, merged_order, *, dtype, attention_impl="xla", remat="none"):
+        """[N, P, patch_dim] window-order patches -> [N, P / merge^2, out_hidden_size] merged features in
+        processor order (padding rows junk)."""
         cfg = self.cfg
         n, p, _ = patches.shape
         x = layers.linear(patches.astype(dtype), self.patch_embed[...])
         cos, sin = layers.vision_rope_cos_sin(patch_pos, cfg.head_dim, cfg.rope_theta)
-        window_mask = (window_id[:, :, None] == window_id[:, None, :]) & (window_id[:, None, :] >= 0)
-        full_mask = (frame_id[:, :, None] == frame_id[:, None, :]) & (frame_id[:, None, :] >= 0)
-        is_full = jnp.asarray(np.isin(np.arange(cfg.depth), cfg.fullatt_block_indexes))
+        window_id = jnp.asarray(window_id)
+        lengths = jnp.sum(window_id >= 0, axis=1).astype(jnp.int32)  # real patches come first
+        window = cfg.window_merged**2 * cfg.merge_unit
+        is_full = np.isin(np.arange(cfg.depth), cfg.fullatt_block_indexes)
 
-        def block(h, w, full):
-            mask = jnp.where(full, full_mask, window_mask)
+        def full(q, k, v):
+            return layers.attention(q, k, v, None, attention_impl, kv_lengths=lengths)
+
+        def windowed(q, k, v):
+            return layers.window_attention(q, k, v, window_id, window, attention_impl)
+
+        def block(h, w, block_is_full):
             a = layers.rms_norm(h, w["norm1"], cfg.rms_norm_eps)
             qkv = layers.linear(a, w["qkv_kernel"], w["qkv_bias"])  # [N, P, 3, D]
             q, k, v = (qkv[:, :, i].reshape(n, p, cfg.num_heads, cfg.head_dim) for i in range(3))
             q, k = layers.apply_rotary(q, cos, sin), layers.apply_rotary(k, cos, sin)
-            o = layers.attention(q, k, v, mask, attention_impl).reshape(n, p, cfg.hidden_size)
-            h = h + layers.linear(o, w["proj_kernel"], w["proj_bias"])
+            if is_full.all() or not is_full.any():  # one kind of block: no branch in the compiled body
+                o = (full if is_full.all() else windowed)(q, k, v)
+            else:
+                o = jax.lax.cond(block_is_full, full, windowed, q, k, v)
+            h = h + layers.linear(o.reshape(n, p, cfg.hidden_size), w["proj_kernel"], w["proj_bias"])
             a = layers.rms_norm(h, w["norm2"], cfg.rms_norm_eps)
             h = h + layers.gated_mlp(a, w["gate_kernel"], w["up_kernel"], w["down_kernel"], cfg.hidden_act,
                                      w["gate_bias"], w["up_bias"], w["down_bias"])
             return h, None
 
-        x, _ = scan_layers(block, x, self.blocks.arrays(), is_full, remat=remat)
+        x, _ = scan_layers(block, x, self.blocks.arrays(), jnp.asarray(is_full), remat=remat)
         x = layers.rms_norm(x, self.merger_norm[...], cfg.rms_norm_eps)
         x = x.reshape(n, p // cfg.merge_unit, cfg.hidden_size * cfg.merge_unit)
+        x = jnp.take_along_axis(x, jnp.asarray(merged_order)[..., None], axis=1)  # window -> processor order
         x = layers.linear(x, self.merger_fc1_kernel[...], self.merger_fc1_bias[...])
         x = jax.nn.gelu(x, approximate=False)
         return layers.linear(x, self.merger_fc2_kernel[...], self.merger_fc2_bias[...])

@@ -126,3 +126,18 @@ def test_bad_batch_layout_is_named(setup):
         group_advantages(jnp.zeros(6), 4)
     with pytest.raises(ValueError, match="optim.schedule='step'"):
         make_optimizer(learning_rate=1e-6, total_steps=10, schedule="step")
+
+
+def test_bfloat16_step_returns_the_state_it_was_given(setup):
+    """Parameters and optimizer state come back with the dtypes they went in with (else the second step
+    compiles again, and the Adam moments silently double in size)."""
+    graphdef, params = setup[:2]
+    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
+    tx = make_optimizer(learning_rate=1e-3, total_steps=10)
+    opt = tx.init(params)
+    step = ts.make_train_step(graphdef, tx, ts.LossConfig())
+    new_params, new_opt, _ = jax.eval_shape(step, params, opt, None, _batch(setup, 1), jax.random.key(0))
+    for before, after in ((params, new_params), (opt, new_opt)):
+        assert jax.tree.structure(before) == jax.tree.structure(after)
+        for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+            assert (a.dtype, a.shape) == (b.dtype, b.shape)

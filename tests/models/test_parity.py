@@ -3,8 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from hf_reference import CONFIGS, build_hf_model, hf_logits, random_images, token_batch, vision_batch
+from hf_reference import (CONFIGS, IDS, build_hf_model, hf_logits, image_processor, random_images, token_batch,
+                          vision_batch)
 from syngrpo_jax.models import qwen2_5_vl
+from syngrpo_jax.models.tiny import tiny_config
 from syngrpo_jax.models.positions import rope_index
 
 # Three images of different sizes; each spans several 56-px attention windows (one is tall and thin).
@@ -89,3 +91,29 @@ def test_rope_index_equals_transformers(pair, padding_side, seed):
                             spatial_merge_size=config.vision.spatial_merge_size, attention_mask=mask)
     np.testing.assert_array_equal(pos, ref_pos.numpy())
     np.testing.assert_array_equal(delta, ref_delta.numpy().reshape(-1))
+
+
+@pytest.fixture(scope="module")
+def real_windows(tmp_path_factory):
+    """Tiny widths with the released window layout (112-px windows, full attention in the middle block)."""
+    config = tiny_config(**IDS, window_size=112, vision_depth=3, fullatt_block_indexes=(1,))
+    hf = build_hf_model(config, seed=4)
+    path = tmp_path_factory.mktemp("real_windows")
+    hf.save_pretrained(path)
+    return hf, qwen2_5_vl.from_pretrained(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", [448, 896, 1344])
+def test_vision_tower_matches_transformers_at_real_sizes(real_windows, side):
+    """Real image sizes (1,024 to 9,216 patches in 16 to 144 windows): within 1e-4 of the largest feature."""
+    hf, model = real_windows
+    out = image_processor(max_pixels=side * side)(images=random_images([(side, side)], seed=side),
+                                                  return_tensors="np")
+    pixel_values, grid = out["pixel_values"], out["image_grid_thw"]
+    assert grid.tolist() == [[1, side // 14, side // 14]]
+    with torch.no_grad():
+        ref = hf.model.get_image_features(torch.tensor(pixel_values), torch.tensor(grid)).pooler_output[0].numpy()
+    ours = model.vision_features(pixel_values, grid)[0]
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-4 * np.abs(ref).max(), rtol=0)
