@@ -35,7 +35,7 @@ pytestmark = pytest.mark.xdist_group("vllm_engine")  # one worker for the module
 MIN_PIXELS, MAX_PIXELS = 28 * 28 * 4, 28 * 28 * 16
 TINY = dict(vocab_size=512, hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=128,
             vision_hidden_size=32, vision_depth=2, vision_heads=2, vision_intermediate_size=64,
-            fullatt_block_indexes=(1,))
+            fullatt_block_indexes=(1,), rope_theta=10000.0)
 LOGP_TOL = 1e-4  # float32, vLLM's CPU kernels vs XLA's
 
 

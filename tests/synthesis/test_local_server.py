@@ -102,7 +102,7 @@ def test_a_sigkilled_launchers_temp_dir_is_reclaimed_by_the_next_start(tmp_path,
         assert service_process.reclaim_orphaned_dirs() == []  # its launcher still runs
         launcher.send_signal(signal.SIGKILL)
         launcher.wait(10)
-        assert wait_until(lambda: not service_process._alive(server_pid), 15)  # the server follows its launcher
+        assert wait_until(lambda: not service_process.pid_alive(server_pid), 15)  # the server follows its launcher
         assert orphan.is_dir()
 
         with start_local_server("procedural") as server:
