@@ -18,7 +18,9 @@ layout (prompt + one response) and the chunked log-probs are the GRPO step's.
 
 A curriculum (config.sft.query_only_steps > 0): the first steps' prompts are the sample's query alone (for REC,
 the referring expression) instead of the full prompt (question, format instruction, answer specification: 185
-tokens with the tiny tokenizer), with the same targets; the remaining steps use the full prompt. Measured on the
+tokens with the tiny tokenizer), with the same targets; the remaining steps use the full prompt. Optimizer
+restarts (config.sft.restart_every > 0): AdamW starts again from zero moments every so many steps (its first update
+moves every weight by about the learning rate), which was part of the recipe that localised on the demo (README). Measured on the
 tiny CPU demo (README): the tiny model learns to localise from the short prompt and then carries that over to the
 full prompt within a few hundred steps, while the full prompt from the start has not localised after as many.
 """
@@ -118,12 +120,19 @@ def warm_start_pool(config, samples, cache_root: str):
 def warm_start(config, model_config, graphdef, params, pool_samples, tokenizer, *, steps: int, batch_size: int,
                learning_rate: float, warmup_steps: int = 0, seed: int = 0, writer=None):
     """`steps` SFT updates on batches drawn (seeded, without replacement per pass) from pool_samples; the first
-    config.sft.query_only_steps of them show the sample's query alone as the prompt (see the module docstring)."""
+    config.sft.query_only_steps of them show the sample's query alone as the prompt, and every
+    config.sft.restart_every steps (if > 0) the optimizer restarts from fresh moments, without warmup (see the
+    module docstring)."""
     fmt = config.reward.response_format
     answer_weight = float(config.sft.get("answer_weight", 1.0))
-    tx = make_optimizer(learning_rate=learning_rate, total_steps=steps, warmup_steps=min(warmup_steps, steps),
-                        max_grad_norm=config.optim.max_grad_norm, frozen=tuple(config.optim.frozen))
+    def optimizer(warmup: int):
+        return make_optimizer(learning_rate=learning_rate, total_steps=steps, warmup_steps=min(warmup, steps),
+                              max_grad_norm=config.optim.max_grad_norm, frozen=tuple(config.optim.frozen))
+
+    tx = optimizer(warmup_steps)
     opt_state = tx.init(params)
+    restart_every = int(config.sft.get("restart_every", 0))
+    restarted = optimizer(0) if restart_every > 0 else None  # one object: one compiled step for every restart
     rng = np.random.default_rng([seed, 5_773])
     query_only_steps = int(config.sft.get("query_only_steps", 0))
 
@@ -140,6 +149,8 @@ def warm_start(config, model_config, graphdef, params, pool_samples, tokenizer, 
             order += rng.permutation(len(prepared)).tolist()
         idx, order = order[:batch_size], order[batch_size:]
         pool = query_only if step < query_only_steps else prepared
+        if restarted is not None and step > 0 and step % restart_every == 0:
+            tx, opt_state = restarted, restarted.init(params)
         batch, weights = sft_batch(model_config, [pool[i] for i in idx], tokenizer, fmt,
                                    prompt_multiple=config.rollout.prompt_multiple,
                                    response_multiple=config.rollout.response_multiple or config.rollout.max_tokens,

@@ -1,5 +1,7 @@
 """The SFT loss: answer-token weights land exactly on <answer>...; the weighted mean is the weighted mean."""
+import jax
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -63,6 +65,11 @@ def test_weighted_nll_is_the_weighted_token_mean(run):
     assert nll(weighted) != pytest.approx(nll(plain), rel=1e-4)
 
 
+def fresh(state):
+    """A copy of the model's parameters (the SFT step donates its inputs; the fixture's model keeps its own)."""
+    return jax.tree.map(lambda x: x.copy(), nnx.to_pure_dict(state))
+
+
 def test_query_only_steps_show_the_query_alone_then_the_full_prompt(run, monkeypatch):
     """sft.query_only_steps=2 of 3: the first two batches' prompts are the expressions alone (no question, no
     format instruction), the third's the full prompts; the targets are the full Syn-GRPO responses throughout."""
@@ -79,7 +86,7 @@ def test_query_only_steps_show_the_query_alone_then_the_full_prompt(run, monkeyp
     monkeypatch.setattr(sft, "sft_batch", spy)
     graphdef, state = nnx.split(pol.model)
     samples = [p.sample for p in prepared]
-    sft.warm_start(c, pol.model.config, graphdef, nnx.to_pure_dict(state), samples, pol.tokenizer, steps=3,
+    sft.warm_start(c, pol.model.config, graphdef, fresh(state), samples, pol.tokenizer, steps=3,
                    batch_size=2, learning_rate=1e-3)
     assert len(seen) == 3
     question = REC_QUESTION.split(":")[0]
@@ -100,3 +107,22 @@ def test_warm_start_pool_is_the_first_sft_num_samples_of_the_source(tmp_path):
     pool = sft.warm_start_pool(c, samples, str(tmp_path))
     assert [s.sample_id for s in pool[:2]] == [s.sample_id for s in samples] and len(pool) == 5
     assert len({s.sample_id for s in pool}) == 5
+
+
+def test_restart_every_restarts_the_optimizer_without_warmup(run, monkeypatch):
+    """sft.restart_every=2 over 5 steps: fresh optimizer state at steps 0 (with the warmup), 2 and 4 (without)."""
+    c, pol, prepared = run
+    c = c.copy_and_resolve_references()
+    c.sft.restart_every = 2
+    inits = []
+    real = sft.make_optimizer
+
+    def spy(**kw):
+        tx = real(**kw)
+        return optax.GradientTransformation(lambda p: (inits.append(kw["warmup_steps"]), tx.init(p))[1], tx.update)
+
+    monkeypatch.setattr(sft, "make_optimizer", spy)
+    graphdef, state = nnx.split(pol.model)
+    _, losses = sft.warm_start(c, pol.model.config, graphdef, fresh(state), [p.sample for p in prepared],
+                               pol.tokenizer, steps=5, batch_size=2, learning_rate=1e-3, warmup_steps=3)
+    assert inits == [3, 0, 0] and len(losses) == 5 and np.isfinite(losses).all()
