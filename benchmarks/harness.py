@@ -101,6 +101,18 @@ class Timings(NamedTuple):
     own_cpu: dict[str, list[float]]
 
 
+def block(result):
+    """Wait until `result` is computed, for `interleaved(sync=...)`: a torch tensor (a CUDA sync when it lives
+    there) or anything jax.block_until_ready takes. Imports lazily: this module needs neither library."""
+    if type(result).__module__.startswith("torch"):
+        if result.is_cuda:
+            import torch
+            torch.cuda.synchronize()
+        return result
+    import jax
+    return jax.block_until_ready(result)
+
+
 def interleaved(fns: dict[str, Callable[[], object]], *, warmup: int = 1, repeats: int = 5,
                 sync: Callable[[object], object] | None = None) -> Timings:
     """Time each named function: `warmup` untimed rounds, then `repeats` timed rounds, each round calling every

@@ -313,12 +313,7 @@ def main(argv=None) -> int:
         part_contenders.update({f"vision/hf_{a}": hf_vision(a) for a in hf_attns})
         part_contenders.update({f"text/hf_{a}": hf_text(a) for a in hf_attns})
 
-    def sync(r):
-        if isinstance(r, torch.Tensor):
-            if r.is_cuda:
-                torch.cuda.synchronize()
-            return r
-        return jax.block_until_ready(r)
+    sync = harness.block
 
     # Correctness first (also the first call of each: peak resident growth is measured there).
     peak_rss = {}

@@ -108,12 +108,7 @@ def measure_size(hf, model, side: int, *, device: str, torch_dtype, repeats: int
         with torch.no_grad():
             return hf.model.visual(pv_t, grid_thw=grid_t).pooler_output
 
-    def sync(r):
-        if isinstance(r, torch.Tensor):
-            if r.is_cuda:
-                torch.cuda.synchronize()
-            return r
-        return jax.block_until_ready(r)
+    sync = harness.block
 
     with harness.PeakRSS() as rss_ours:
         a = np.asarray(sync(ours())[0, :n_merged].astype(jnp.float32))

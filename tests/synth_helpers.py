@@ -2,12 +2,23 @@
 server's config with overrides, images as PNG bytes, an in-process server."""
 import contextlib
 import io
+import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def wait_until(predicate, timeout_s: float) -> bool:
+    """Poll `predicate` every 20 ms until it holds (True) or timeout_s passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def load_config(arg="procedural", **overrides):

@@ -39,8 +39,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
+from syngrpo_jax.protocol import synthesis
 from syngrpo_jax.protocol.synthesis import ProtocolError, pack, unpack_header
 from syngrpo_jax.service_process import pid_alive
 
@@ -297,25 +296,17 @@ def remove_stale_staging(directory: str | os.PathLike) -> list[str]:
 
 
 def request_header(op: str, request_id: str, **fields: Any) -> dict[str, Any]:
-    return {"v": PROTOCOL_VERSION, "op": op, "id": request_id, **fields}
+    return synthesis.request_header(op, request_id, protocol=PROTOCOL_VERSION, **fields)
 
 
 def reply_header(op: str | None, request_id: str | None, ok: bool, **fields: Any) -> dict[str, Any]:
-    return {"v": PROTOCOL_VERSION, "op": op, "id": request_id, "ok": ok, **fields}
+    return synthesis.reply_header(op, request_id, ok, protocol=PROTOCOL_VERSION, **fields)
 
 
 def error_header(op: str | None, request_id: str | None, err: ProtocolError) -> dict[str, Any]:
-    return reply_header(op, request_id, False, error=err.to_wire())
+    return synthesis.error_header(op, request_id, err, protocol=PROTOCOL_VERSION)
 
 
 def unpack_reply(frame: bytes, max_bytes: int = 256 << 20) -> dict[str, Any]:
     """Client side: a reply header (generate replies carry every sampled token, so the bound is generous)."""
-    if len(frame) > max_bytes:
-        raise ProtocolError("limit_exceeded", f"reply header is {len(frame)} bytes, over {max_bytes}")
-    try:
-        header = msgpack.unpackb(frame, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0)
-    except Exception as e:
-        raise ProtocolError("bad_message", f"reply header is not valid msgpack: {type(e).__name__}")
-    if not isinstance(header, dict) or header.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError("bad_version", f"reply is not a v{PROTOCOL_VERSION} map")
-    return header
+    return synthesis.unpack_reply(frame, max_bytes, protocol=PROTOCOL_VERSION)

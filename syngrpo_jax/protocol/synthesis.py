@@ -272,8 +272,11 @@ def validate_plain(header: dict[str, Any]) -> None:
 # building messages (both sides)
 
 
-def request_header(op: str, request_id: str, **fields: Any) -> dict[str, Any]:
-    return {"v": PROTOCOL_VERSION, "op": op, "id": request_id, **fields}
+# Both protocols (this one and rollout's) build and read their envelopes with these; `protocol` is the version.
+
+
+def request_header(op: str, request_id: str, *, protocol: int = PROTOCOL_VERSION, **fields: Any) -> dict[str, Any]:
+    return {"v": protocol, "op": op, "id": request_id, **fields}
 
 
 def synthesize_frames(
@@ -290,15 +293,17 @@ def synthesize_frames(
     return [pack(header), bytes(image_bytes)]
 
 
-def reply_header(op: str | None, request_id: str | None, ok: bool, **fields: Any) -> dict[str, Any]:
-    return {"v": PROTOCOL_VERSION, "op": op, "id": request_id, "ok": ok, **fields}
+def reply_header(op: str | None, request_id: str | None, ok: bool, *, protocol: int = PROTOCOL_VERSION,
+                 **fields: Any) -> dict[str, Any]:
+    return {"v": protocol, "op": op, "id": request_id, "ok": ok, **fields}
 
 
-def error_header(op: str | None, request_id: str | None, err: ProtocolError, **fields: Any) -> dict[str, Any]:
-    return reply_header(op, request_id, False, error=err.to_wire(), **fields)
+def error_header(op: str | None, request_id: str | None, err: ProtocolError, *, protocol: int = PROTOCOL_VERSION,
+                 **fields: Any) -> dict[str, Any]:
+    return reply_header(op, request_id, False, protocol=protocol, error=err.to_wire(), **fields)
 
 
-def unpack_reply(frame: bytes, max_bytes: int = 1 << 20) -> dict[str, Any]:
+def unpack_reply(frame: bytes, max_bytes: int = 1 << 20, *, protocol: int = PROTOCOL_VERSION) -> dict[str, Any]:
     """Client side: replies are smaller than requests' limits but still untrusted bytes."""
     if len(frame) > max_bytes:
         raise ProtocolError("limit_exceeded", f"reply header is {len(frame)} bytes, over {max_bytes}")
@@ -306,6 +311,6 @@ def unpack_reply(frame: bytes, max_bytes: int = 1 << 20) -> dict[str, Any]:
         header = msgpack.unpackb(frame, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0)
     except Exception as e:
         raise ProtocolError("bad_message", f"reply header is not valid msgpack: {type(e).__name__}")
-    if not isinstance(header, dict) or type(header.get("v")) is not int or header["v"] != PROTOCOL_VERSION:
-        raise ProtocolError("bad_version", f"reply is not a v{PROTOCOL_VERSION} map")
+    if not isinstance(header, dict) or type(header.get("v")) is not int or header["v"] != protocol:
+        raise ProtocolError("bad_version", f"reply is not a v{protocol} map")
     return header

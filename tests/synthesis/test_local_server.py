@@ -21,15 +21,6 @@ def collect(client, n, timeout):
     return results
 
 
-def wait_until(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_start_stop(helpers):
     server = start_local_server("procedural")
     assert server.ping() and server.stats()["backend"]["backend"] == "procedural"
@@ -50,10 +41,10 @@ def test_sigkill_with_jobs_in_flight_then_restart(helpers):
         assert len(results) == 6
         lost = [r for r in results if not r.ok]
         assert lost and all(r.error_code in ("connection_lost", "timeout") for r in lost)
-        assert wait_until(lambda: client.metrics()["server_up"] is False, 5)
+        assert helpers.wait_until(lambda: client.metrics()["server_up"] is False, 5)
 
         server = start_local_server("procedural", overrides=overrides, port=server.port)  # same address
-        assert wait_until(lambda: client.metrics()["server_up"], 10)
+        assert helpers.wait_until(lambda: client.metrics()["server_up"], 10)
         more = {client.submit(job(helpers, 100 + i)): 100 + i for i in range(3)}
         assert None not in more
         new = collect(client, 3, 15)
@@ -77,7 +68,7 @@ def test_sigkill_with_jobs_in_flight_then_restart(helpers):
         server.stop()
 
 
-def test_a_sigkilled_launchers_temp_dir_is_reclaimed_by_the_next_start(tmp_path, monkeypatch):
+def test_a_sigkilled_launchers_temp_dir_is_reclaimed_by_the_next_start(helpers, tmp_path, monkeypatch):
     """SIGKILL leaves the launcher no chance to remove its server's temporary directory; the next start of any
     service does, once the launcher and its server are both gone (a live one's directory is left alone)."""
     import json
@@ -102,7 +93,7 @@ def test_a_sigkilled_launchers_temp_dir_is_reclaimed_by_the_next_start(tmp_path,
         assert service_process.reclaim_orphaned_dirs() == []  # its launcher still runs
         launcher.send_signal(signal.SIGKILL)
         launcher.wait(10)
-        assert wait_until(lambda: not service_process.pid_alive(server_pid), 15)  # the server follows its launcher
+        assert helpers.wait_until(lambda: not service_process.pid_alive(server_pid), 15)  # the server follows its launcher
         assert orphan.is_dir()
 
         with start_local_server("procedural") as server:

@@ -45,15 +45,6 @@ def requests(pool, n):
     return [(sid, f"a scene {i}", i) for i, sid in enumerate(pool.sample_ids[:n])]
 
 
-def wait_until(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_results_the_pool_refuses_are_dropped_with_one_warning_each(helpers, pool, caplog):
     """A server answering `ok` with a wrong-size image, with bytes that are not a PNG, and (for the third job) a
     right one: two results dropped and named, one applied, nothing raised."""
@@ -98,7 +89,7 @@ def test_a_dropped_connection_fails_every_pending_job_at_once_and_counts_it_once
     session = SynthesisSession(synthesis_cfg(fake.endpoint, mode="sync"), pool)
     try:
         held = session.submit(requests(pool, 3), step=0)
-        assert wait_until(lambda: len(fake.jobs) == 3, 5)
+        assert helpers.wait_until(lambda: len(fake.jobs) == 3, 5)
         fake.close()
         t0 = time.monotonic()
         late = session.submit(requests(pool, 1), step=1)  # refused, or accepted and then lost at once
@@ -119,7 +110,7 @@ def test_a_remote_server_silent_too_long_is_given_up_as_configured(helpers, pool
     fake = helpers.FakeDataServer(lambda h, img: None)
     session = SynthesisSession(synthesis_cfg(fake.endpoint, server_lost_after_s=1.0, on_server_lost=policy), pool)
     try:
-        assert wait_until(lambda: session.metrics()["synthesis/server_up"], 5)
+        assert helpers.wait_until(lambda: session.metrics()["synthesis/server_up"], 5)
         session.poll(step=0)  # up: nothing happens
         fake.close()
         time.sleep(1.5)
