@@ -36,8 +36,14 @@ class Policy:
     model_dir: str  # the HF directory the weights came from (the tiny one is written under the workdir)
 
 
+TARGET_WORD_REPEATS = 8
+
+
 def task_corpus(samples, fmt: str, limit: int = 32) -> list[str]:
-    """Prompts and targets of the first samples in every response format (a tiny tokenizer's extra corpus)."""
+    """Prompts and targets of the first samples in every response format (a tiny tokenizer's extra corpus), and
+    every word a target description can hold, repeated so that each becomes one token (target descriptions then
+    all have the same token length: see `data.descriptions.for_sample`)."""
+    from syngrpo_jax.data.descriptions import target_words
     from syngrpo_jax.data.prompts import build_prompt, build_target
     from syngrpo_jax.data.sample import image_size_of
     from syngrpo_jax.processing.chat import prompt_text
@@ -48,7 +54,7 @@ def task_corpus(samples, fmt: str, limit: int = 32) -> list[str]:
         width, height = image_size_of(s)
         for f in RESPONSE_FORMATS:
             out += [prompt_text(build_prompt(s, f)), build_target(s, f, (height, width))]
-    return out
+    return out + [" ".join(target_words())] * TARGET_WORD_REPEATS
 
 
 def dtype_of(name: str | None):

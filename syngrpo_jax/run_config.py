@@ -232,9 +232,12 @@ def _rewards_synthesis_and_eval(c: ml_collections.ConfigDict) -> None:
     c.synthesis.max_restarts = 2
     c.synthesis.on_server_lost = "stop"
 
-    # answer_weight: loss weight of the target's <answer> tokens relative to the rest (see sft's module docstring)
+    # answer_weight: loss weight of the target's <answer> tokens relative to the rest; query_only_steps: the first
+    # steps' prompts are the sample's query alone (a curriculum; see sft's module docstring); num_samples: the
+    # warm start draws from the first N samples of the data source, ignoring data.num_samples (0: the run's samples);
+    # restart_every: the optimizer starts again from fresh moments every N steps (0: never)
     c.sft = ml_collections.ConfigDict(dict(steps=0, batch_size=8, learning_rate=1e-4, warmup_steps=0,
-                                           answer_weight=1.0))
+                                           answer_weight=1.0, query_only_steps=0, num_samples=0, restart_every=0))
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 16

@@ -118,20 +118,37 @@ def vocabulary() -> dict[str, tuple[str, ...]]:
 
 # ---- descriptions for the warm-start targets ----------------------------------------------------------------
 
-# What a target description may use: words the backend obeys (and `words` reads back), one per property.
+# What a target description may use: words the backend obeys (and `words` reads back), one per property, and two
+# neutral fillers the parser ignores ("soft": brightness unchanged; "easy": no decoys), so that every slot always
+# holds exactly one word.
 TARGET_TEXTURES = ("plain", "gradient", "striped", "checkered", "wavy", "noisy", "mottled")
 TARGET_CLUTTER = ("clean", "sparse", "cluttered", "dense")
 TARGET_COLOURS = tuple(w for w in COLOR_WORDS if w != "grey")  # "gray" already names that colour
+TARGET_BRIGHTNESS = ("soft", "dark", "bright")
+TARGET_HARDNESS = ("easy", "hard")
+HARD_SHARE = 0.3  # of target descriptions that ask for decoys
 VISIBLE_DISTANCE = 110.0  # RGB distance a background colour keeps from every object colour
 # Engine background kinds (shape_scene.BACKGROUNDS) as the vocabulary's texture words.
 _ENGINE_KINDS = {"solid": "plain", "gradient": "gradient", "stripes": "striped", "noise": "noisy"}
+TARGET_TEMPLATE = "a {brightness} {texture} {colour1} and {colour2} background, {clutter}, {hardness}"
+
+
+def target_words() -> tuple[str, ...]:
+    """Every word a target description can hold (template glue included): the tiny tokenizer's corpus gets them
+    all (`policy.task_corpus`), so that each is one token and every target description has the same length."""
+    slots = TARGET_BRIGHTNESS + TARGET_TEXTURES + TARGET_COLOURS + TARGET_CLUTTER + TARGET_HARDNESS
+    return ("a", "and", "background") + slots
 
 
 def for_sample(sample_id: str, object_colors=(), background: str | None = None) -> str:
-    """A new-background description for one image, in the backend's vocabulary: texture, one or two colours,
-    maybe a brightness word, a clutter word and sometimes "hard". Deterministic in its arguments, varied across
-    images, and specific to this one: the colours stay VISIBLE_DISTANCE away from every object colour in it (its
-    objects remain visible) and the texture differs from its current background kind.
+    """A new-background description for one image, in the backend's vocabulary, one word in each slot of
+    TARGET_TEMPLATE: brightness, texture, two colours, clutter, hardness. Deterministic in its arguments, varied
+    across images, and specific to this one: the colours stay VISIBLE_DISTANCE away from every object colour in it
+    (its objects remain visible) and the texture differs from its current background kind.
+
+    Why a fixed template: the answer follows the description in a Syn-GRPO response, and with a small text rope
+    base a tiny model grounds only when the answer sits at the same token offset in every target (README, "What
+    limits the warm start"); one word per slot, each one token, gives every description the same length.
 
     object_colors: RGB triples of the image's objects (unknown: []); background: the engine background kind.
     """
@@ -142,13 +159,15 @@ def for_sample(sample_id: str, object_colors=(), background: str | None = None) 
     objects = [tuple(float(v) for v in c) for c in object_colors]
     visible = [w for w in TARGET_COLOURS
                if all(sum((a - b) ** 2 for a, b in zip(COLOR_WORDS[w], c)) ** 0.5 >= VISIBLE_DISTANCE
-                      for c in objects)] or list(TARGET_COLOURS)
-    picks = rng.choice(len(visible), size=min(len(visible), 1 + int(rng.integers(2))), replace=False)
-    colours = [visible[int(i)] for i in sorted(picks)]
-    brightness = ("", "dark ", "bright ")[int(rng.integers(3))] if texture != "plain" else ""
-    clutter = TARGET_CLUTTER[int(rng.integers(len(TARGET_CLUTTER)))]
-    hard = ", hard" if rng.random() < 0.3 else ""
-    return f"a {brightness}{texture} {' and '.join(colours)} background, {clutter}{hard}"
+                      for c in objects)]
+    if len(visible) < 2:
+        visible = list(TARGET_COLOURS)
+    first, second = sorted(int(i) for i in rng.choice(len(visible), size=2, replace=False))
+    return TARGET_TEMPLATE.format(
+        brightness=TARGET_BRIGHTNESS[int(rng.integers(len(TARGET_BRIGHTNESS)))], texture=texture,
+        colour1=visible[first], colour2=visible[second],
+        clutter=TARGET_CLUTTER[int(rng.integers(len(TARGET_CLUTTER)))],
+        hardness=TARGET_HARDNESS[int(rng.random() < HARD_SHARE)])
 
 
 def _rng_for(sample_id: str) -> np.random.Generator:

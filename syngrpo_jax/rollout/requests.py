@@ -26,10 +26,13 @@ class PreparedRequest:
     image_hw: tuple[int, int]  # (height, width) of the original image (the ground truth's frame)
 
 
-def prepare_request(sample: Sample, tokenizer, fmt: str, *, min_pixels: int, max_pixels: int) -> PreparedRequest:
-    """The rollout request for one sample in response format `fmt` (image loaded from sample.image_path)."""
+def prepare_request(sample: Sample, tokenizer, fmt: str, *, min_pixels: int, max_pixels: int,
+                    prompt: str | None = None) -> PreparedRequest:
+    """The rollout request for one sample in response format `fmt` (image loaded from sample.image_path); `prompt`:
+    the text next to the image (default: `build_prompt(sample, fmt)`)."""
     image = load_image(sample)
     pixels, grid = preprocess_image(image, min_pixels=min_pixels, max_pixels=max_pixels)
-    ids = prompt_ids(tokenizer, build_prompt(sample, fmt), [num_image_tokens(grid)])
+    text = build_prompt(sample, fmt) if prompt is None else prompt
+    ids = prompt_ids(tokenizer, text, [num_image_tokens(grid)])
     request = RolloutRequest(np.asarray(ids, np.int32), pixels, np.asarray([grid], np.int64), sample.sample_id)
     return PreparedRequest(request, sample, grid_model_hw(grid), (image.height, image.width))

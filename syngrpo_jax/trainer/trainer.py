@@ -23,7 +23,7 @@ import signal
 import jax
 from tqdm import tqdm
 
-from syngrpo_jax import eval_data, plots
+from syngrpo_jax import eval_data, plots, sft
 from syngrpo_jax.atomic_write import atomic_write
 from syngrpo_jax.checkpoints import Checkpointer
 from syngrpo_jax.data.sources import load_samples
@@ -124,7 +124,8 @@ class Trainer:
         warm = self.config.sft.steps if rl else self.steps
         if warm:
             with MetricsWriter(self.run_dir.sft) if self.primary else contextlib.nullcontext() as writer:
-                self.learner.warm_start(samples, self.tokenizer, steps=warm, rl=rl, writer=writer)
+                pool = sft.warm_start_pool(self.config, samples, self.run_dir.data) if rl else samples
+                self.learner.warm_start(pool, self.tokenizer, steps=warm, rl=rl, writer=writer)
         self.learner.freeze_reference()
         return 0 if rl else self.steps
 

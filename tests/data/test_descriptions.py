@@ -8,8 +8,10 @@ from syngrpo_jax.data import descriptions as D
 from syngrpo_jax.data.prompts import build_target, target_description
 from syngrpo_jax.data.rec_jsonl import read_rec
 from syngrpo_jax.data.shape_scene import COLORS
+from syngrpo_jax.policy import task_corpus
+from syngrpo_jax.processing.tiny_tokenizer import build_tiny_tokenizer_object
 
-GLUE = {"a", "and", "background"}
+GLUE = {"a", "and", "background", "soft", "easy"}  # template words and the two neutral fillers
 KINDS = {"solid": "plain", "gradient": "gradient", "stripes": "striped", "noise": "noisy"}
 
 
@@ -23,7 +25,8 @@ def test_descriptions_use_only_the_backends_words_and_set_every_property():
         d = D.for_sample(f"s{i}", [COLORS["red"]], "stripes")
         assert set(re.findall(r"[a-z]+", d)) <= known | GLUE, d
         spec = D.parse(d)
-        assert spec.texture and spec.clutter and 1 <= len(spec.colors) <= 2
+        assert spec.texture and spec.clutter and len(set(spec.colors)) == 2
+        assert len(d.split()) == len(D.TARGET_TEMPLATE.split()), d  # one word in every slot
         assert d == D.for_sample(f"s{i}", [COLORS["red"]], "stripes")  # deterministic
 
 
@@ -63,3 +66,20 @@ def test_engine_targets_carry_their_own_description(engine_output):
                                                                     s.meta["background"])
         seen.add(description)
     assert len(seen) >= 0.9 * len(samples)
+
+
+def test_targets_put_the_answer_at_one_token_offset(engine_output):
+    """With the run's tiny tokenizer (trained on task_corpus), every target-description word is one token, so the
+    text before <answer> has the same token length in every syn_grpo target: the warm start's answer sits at a
+    fixed offset (why: `descriptions.for_sample`)."""
+    samples = read_rec(f"{engine_output.out}/rec.jsonl")
+    tok = build_tiny_tokenizer_object(768, task_corpus(samples, "syn_grpo"))
+    for w in D.target_words():
+        assert len(tok.encode(" " + w).ids) == 1, w
+    prefixes = set()
+    for s in samples:
+        target = build_target(s, "syn_grpo", (112, 112))
+        prefixes.add(len(tok.encode(target[:target.index("<answer>")]).ids))
+    # descriptions of samples beyond the corpus's first ones, too
+    described = {len(tok.encode(f"<description>{D.for_sample(f'other-{i}')}</description>").ids) for i in range(100)}
+    assert len(prefixes) == 1 and len(described) == 1, (prefixes, described)
