@@ -279,8 +279,15 @@ def stop(signum, frame):
     log(event="terminated")
     sys.exit(0)
 signal.signal(signal.SIGTERM, stop)
+if module != "syngrpo_jax.train":
+    log(event="ready")  # a SIGTERM from now on is recorded
+    if os.environ.get("SERVER_EXIT"):
+        sys.exit(int(os.environ["SERVER_EXIT"]))
 if module == "syngrpo_jax.train" and os.environ.get("TRAINER_EXIT"):
-    time.sleep(0.5)
+    calls, deadline = os.path.join(os.environ["STANDIN_DIR"], "calls.jsonl"), time.monotonic() + 20
+    while '"ready"' not in open(calls).read() and time.monotonic() < deadline:  # as a real one, meets the server
+        time.sleep(0.02)
+    time.sleep(float(os.environ["TRAINER_EXIT_AFTER_S"]))
     sys.exit(int(os.environ["TRAINER_EXIT"]))
 time.sleep(60)
 log(event="timed out")
@@ -344,11 +351,23 @@ def test_slurm_requeue_checkpoints_then_requeues(tmp_path):
 
 def test_slurm_failed_trainer_stops_the_job(tmp_path):
     """A trainer exits 5: the other trainer and the data server are stopped, no requeue, status 5."""
-    env = dict(_standins(tmp_path), TRAINER_EXIT="5")
+    env = dict(_standins(tmp_path), TRAINER_EXIT="5", TRAINER_EXIT_AFTER_S="0.5")
     job = _start_slurm(tmp_path, env)
     out, err = job.communicate(timeout=30)
     assert job.returncode == 5, err
     calls = _calls(tmp_path)
     assert [c for c in calls if c.get("event") == "terminated" and "synth_torch.server" in c["args"]]
+    assert not [c for c in calls if c["prog"] == "scontrol" and c["args"][0] == "requeue"]
+    assert not [c for c in calls if c.get("event") == "timed out"]
+
+
+def test_slurm_failed_trainer_after_the_server_died_keeps_its_status(tmp_path):
+    """The data server has already exited when a trainer fails: stopping what already exited is not an error,
+    the job still ends with the trainer's status (not 1 from a failed `kill` under `set -e`)."""
+    env = dict(_standins(tmp_path), TRAINER_EXIT="5", TRAINER_EXIT_AFTER_S="0.5", SERVER_EXIT="3")
+    job = _start_slurm(tmp_path, env)
+    out, err = job.communicate(timeout=30)
+    assert job.returncode == 5, err
+    calls = _calls(tmp_path)
     assert not [c for c in calls if c["prog"] == "scontrol" and c["args"][0] == "requeue"]
     assert not [c for c in calls if c.get("event") == "timed out"]
