@@ -20,7 +20,7 @@ A curriculum (config.sft.query_only_steps > 0): the first steps' prompts are the
 the referring expression) instead of the full prompt (question, format instruction, answer specification: 185
 tokens with the tiny tokenizer), with the same targets; the remaining steps use the full prompt. Optimizer
 restarts (config.sft.restart_every > 0): AdamW starts again from zero moments every so many steps (its first update
-moves every weight by about the learning rate), which was part of the recipe that localised on the demo (README). Measured on the
+moves every weight by about the learning rate), part of the recipe that localised on the demo. Measured on the
 tiny CPU demo (README): the tiny model learns to localise from the short prompt and then carries that over to the
 full prompt within a few hundred steps, while the full prompt from the start has not localised after as many.
 """
@@ -45,7 +45,7 @@ from syngrpo_jax.data.prompts import build_target
 from syngrpo_jax.grpo.batch import TrainBatch, build_train_batch
 from syngrpo_jax.grpo.optimizer import make_optimizer
 from syngrpo_jax.grpo.sequence_logprobs import response_logprobs
-from syngrpo_jax.rollout.requests import PreparedRequest, prepare_request
+from syngrpo_jax.rollout.requests import PreparedRequest, prepare_request, with_prompt
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ def warm_start(config, model_config, graphdef, params, pool_samples, tokenizer, 
     module docstring)."""
     fmt = config.reward.response_format
     answer_weight = float(config.sft.get("answer_weight", 1.0))
+
     def optimizer(warmup: int):
         return make_optimizer(learning_rate=learning_rate, total_steps=steps, warmup_steps=min(warmup, steps),
                               max_grad_norm=config.optim.max_grad_norm, frozen=tuple(config.optim.frozen))
@@ -136,12 +137,10 @@ def warm_start(config, model_config, graphdef, params, pool_samples, tokenizer, 
     rng = np.random.default_rng([seed, 5_773])
     query_only_steps = int(config.sft.get("query_only_steps", 0))
 
-    def prepare(prompt_of):
-        return [prepare_request(s, tokenizer, fmt, min_pixels=config.data.min_pixels,
-                                max_pixels=config.data.max_pixels, prompt=prompt_of(s)) for s in pool_samples]
-
-    prepared = prepare(lambda s: None)
-    query_only = prepare(lambda s: s.query) if query_only_steps > 0 else prepared
+    prepared = [prepare_request(s, tokenizer, fmt, min_pixels=config.data.min_pixels,
+                                max_pixels=config.data.max_pixels) for s in pool_samples]
+    query_only = ([with_prompt(p, tokenizer, p.sample.query) for p in prepared] if query_only_steps > 0
+                  else prepared)
     order: list[int] = []
     losses = []
     for step in tqdm(range(steps), desc="sft", unit="step", disable=jax.process_index() != 0):  # one bar per run

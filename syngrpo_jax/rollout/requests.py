@@ -26,13 +26,17 @@ class PreparedRequest:
     image_hw: tuple[int, int]  # (height, width) of the original image (the ground truth's frame)
 
 
-def prepare_request(sample: Sample, tokenizer, fmt: str, *, min_pixels: int, max_pixels: int,
-                    prompt: str | None = None) -> PreparedRequest:
-    """The rollout request for one sample in response format `fmt` (image loaded from sample.image_path); `prompt`:
-    the text next to the image (default: `build_prompt(sample, fmt)`)."""
+def prepare_request(sample: Sample, tokenizer, fmt: str, *, min_pixels: int, max_pixels: int) -> PreparedRequest:
+    """The rollout request for one sample in response format `fmt` (image loaded from sample.image_path)."""
     image = load_image(sample)
     pixels, grid = preprocess_image(image, min_pixels=min_pixels, max_pixels=max_pixels)
-    text = build_prompt(sample, fmt) if prompt is None else prompt
-    ids = prompt_ids(tokenizer, text, [num_image_tokens(grid)])
+    ids = prompt_ids(tokenizer, build_prompt(sample, fmt), [num_image_tokens(grid)])
     request = RolloutRequest(np.asarray(ids, np.int32), pixels, np.asarray([grid], np.int64), sample.sample_id)
     return PreparedRequest(request, sample, grid_model_hw(grid), (image.height, image.width))
+
+
+def with_prompt(prepared: PreparedRequest, tokenizer, text: str) -> PreparedRequest:
+    """The same request (same image, same pixels) with `text` next to the image instead of its prompt."""
+    ids = prompt_ids(tokenizer, text, [num_image_tokens(g) for g in prepared.request.image_grid_thw])
+    request = dataclasses.replace(prepared.request, prompt_ids=np.asarray(ids, np.int32))
+    return dataclasses.replace(prepared, request=request)
