@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from syngrpo_jax.synthesis.client import SynthesisClient, SynthesisJob  # noqa: E402
 from syngrpo_jax.synthesis.local_server import start_local_server  # noqa: E402
-from synth_torch.backends.procedural import render_background  # noqa: E402
+from syngrpo_jax.data.backgrounds import render_background  # noqa: E402
 
 
 def machine_info() -> dict:

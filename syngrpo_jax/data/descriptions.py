@@ -25,7 +25,7 @@ text still gives its own background). A property no word sets is drawn from the 
               ["sparse"]; "cluttered" / "clutter" / "busy" / "messy": ["normal"]; "dense" / "crowded" / "many" /
               "heavy": ["dense"]. Unset: none for a plain texture, otherwise sparse or normal from the seed.
   hard        "hard" / "difficult" / "tricky" / "confusing" / "distracting" / "decoys": look-alike decoys, crisp
-              filled shapes in the engine's object colours drawn near the kept objects (synth_torch.decoys), each
+              filled shapes in the engine's object colours drawn near the kept objects (syngrpo_jax.data.decoys), each
               differing from every kept object in colour, shape and size class, so that no referring expression
               of a kept object can mean a decoy.
 

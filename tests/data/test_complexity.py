@@ -1,7 +1,7 @@
 import numpy as np
 
 from syngrpo_jax.data.complexity import background_complexity, background_mask, bytes_per_pixel, edge_density
-from synth_torch.backends.procedural import render_background
+from syngrpo_jax.data.backgrounds import render_background
 
 
 def test_edge_density_counts_the_pixels_beside_a_step():

@@ -8,11 +8,10 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from syngrpo_jax.data import engine, referring, shape_scene
+from syngrpo_jax.data import decoys, descriptions, engine, referring, shape_scene
 from syngrpo_jax.data.shape_scene import COLORS, DECOY_SHAPES, SHAPES, Scene, SceneObject
 from syngrpo_jax.protocol import synthesis as proto
-from syngrpo_jax.data import descriptions
-from synth_torch import decoys, foreground
+from synth_torch import foreground
 from synth_torch.backends import OutpaintItem
 from synth_torch.backends.procedural import paint
 from synth_torch.pipeline import Job, SynthesisPipeline

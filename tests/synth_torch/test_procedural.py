@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from syngrpo_jax.data import descriptions as V
-from synth_torch.backends.procedural import render_background
+from syngrpo_jax.data.backgrounds import render_background
 
 W, H = 96, 80
 LUMA = np.array([0.299, 0.587, 0.114])
