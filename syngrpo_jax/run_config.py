@@ -134,9 +134,11 @@ def _model_and_data(c: ml_collections.ConfigDict) -> None:
     c.data.num_samples = 0  # train on the first N samples (0: all); the paper uses 2,000
     # engine: num, seed, size (px), difficulty (1-3; 0 draws it per sample); QA only: families (comma-separated
     # names of data.qa.FAMILIES; "" all), photo (photo-like variants), stratified (every family x difficulty alike);
-    # rec/ovd only: min_objects/max_objects (object count range; 0, 0: the difficulty's), object_scale (sizes)
+    # rec/ovd only: min_objects/max_objects (object count range; 0, 0: the difficulty's), object_scale (sizes),
+    # repainted (share of scenes on vocabulary backgrounds, as the procedural data server paints them)
     c.data.engine = ml_collections.ConfigDict(dict(num=64, seed=0, size=112, difficulty=0, families="", photo=False,
-                                                   stratified=False, min_objects=0, max_objects=0, object_scale=1.0))
+                                                   stratified=False, min_objects=0, max_objects=0, object_scale=1.0,
+                                                   repainted=0.0))
     c.data.min_pixels = 56 * 56  # image resizing for the model (Qwen2.5-VL smart_resize bounds)
     c.data.max_pixels = 12845056
     c.data.sampling = "uniform"  # uniform (epochs without replacement) | difficulty (pass-rate aware)

@@ -152,8 +152,13 @@ def for_sample(sample_id: str, object_colors=(), background: str | None = None) 
 
     object_colors: RGB triples of the image's objects (unknown: []); background: the engine background kind.
     """
-    rng = _rng_for(sample_id)
-    current = _ENGINE_KINDS.get(background or "")
+    return draw(_rng_for(sample_id), object_colors, background)
+
+
+def draw(rng: np.random.Generator, object_colors=(), background: str | None = None) -> str:
+    """`for_sample`'s description drawn from `rng` (the data engine's repainted scenes draw theirs this way).
+    background: an engine background kind or a vocabulary texture; the description's texture differs from it."""
+    current = _ENGINE_KINDS.get(background or "", background)
     textures = [t for t in TARGET_TEXTURES if t != current]
     texture = textures[int(rng.integers(len(textures)))]
     objects = [tuple(float(v) for v in c) for c in object_colors]

@@ -3,6 +3,7 @@
     python -m syngrpo_jax.data.engine --out=DIR --task=rec --num=200 --seed=0 --size=224
     python -m syngrpo_jax.data.engine --out=DIR --task=rec,ovd,qa --num=500 --size=160x120 --difficulty=3
     python -m syngrpo_jax.data.engine --out=DIR --task=rec --difficulty=1 --objects 1 3 --object_scale=1.8
+    python -m syngrpo_jax.data.engine --out=DIR --task=rec --objects 1 1 --object_scale=1.8 --repainted=0.5
 
 writes, into DIR, the same formats the readers read, so the real pipeline consumes engine data unchanged:
 
@@ -27,7 +28,10 @@ Tasks:
        (family, difficulty) by sample index so every combination is equally represented.
 For rec and ovd, `objects` (lo, hi) replaces the difficulty's object count range (a REC scene may then hold a
 single object) and `object_scale` multiplies object sizes (both size classes alike): the embedded CPU demo uses
-fewer, larger objects, which a tiny model learns to localise in minutes.
+fewer, larger objects, which a tiny model learns to localise in minutes. `repainted` (0-1) draws that share of
+rec/ovd scenes on a background the description vocabulary paints, with look-alike decoys when the description
+says "hard" (`repaint`): the images Syn-GRPO's procedural data server makes, for a warm start that should know
+them.
 
     python -m syngrpo_jax.data.engine --gallery=docs/engine_gallery.png   one example per family and difficulty
 
@@ -46,7 +50,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from syngrpo_jax.data import photo, qa, records, referring
+from syngrpo_jax.data import descriptions, photo, qa, records, referring, repaint
 from syngrpo_jax.data.coco_detection import write_coco_detection
 from syngrpo_jax.data.qa import DIFFICULTIES, QA_CATEGORIES
 from syngrpo_jax.data.qa_jsonl import write_qa_jsonl
@@ -71,6 +75,7 @@ class EngineConfig:
     split: str = "train"
     objects: tuple[int, int] | None = None  # rec/ovd: object count range (inclusive); None: the difficulty's
     object_scale: float = 1.0  # rec/ovd: object sides are shape_scene.SIZE_RANGES times this
+    repainted: float = 0.0  # rec/ovd: the share of scenes drawn on a vocabulary background (`repaint`)
 
     def __post_init__(self):
         if not (isinstance(self.width, int) and isinstance(self.height, int)) or min(self.width, self.height) < 64:
@@ -84,6 +89,8 @@ class EngineConfig:
             raise ValueError(f"objects={self.objects!r}: must be None or (lo, hi) with 1 <= lo <= hi")
         if not 0.5 <= self.object_scale <= MAX_OBJECT_SCALE:
             raise ValueError(f"object_scale={self.object_scale!r}: must be in [0.5, {MAX_OBJECT_SCALE}]")
+        if not (isinstance(self.repainted, (int, float)) and 0.0 <= self.repainted <= 1.0):
+            raise ValueError(f"repainted={self.repainted!r}: must be a share in [0, 1]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +123,19 @@ def scene_hints(scene) -> dict:
             "background": scene.background["kind"]}
 
 
+def render(rng: np.random.Generator, scene, cfg: EngineConfig) -> tuple[Image.Image, dict, dict]:
+    """(image, meta hints, scene record) of a rec/ovd scene: with probability cfg.repainted on a vocabulary
+    background (`repaint`: meta then names its texture and description, the record how to redraw it). rng is
+    only drawn from when cfg.repainted > 0, so the engine's other data stay byte-identical."""
+    hints, record = scene_hints(scene), {"scene": scene.to_json()}
+    if cfg.repainted > 0 and rng.random() < cfg.repainted:
+        image, record["repainted"] = repaint.repaint(rng, scene, cfg.object_scale)
+        description = record["repainted"]["description"]
+        hints.update(background=descriptions.parse(description).texture, background_description=description)
+        return image, hints, record
+    return render_scene(scene), hints, record
+
+
 # Per REC difficulty: (object count range, #shapes, #colours, expression kinds, prefer multi-attribute).
 _REC_LEVELS = {
     1: ((3, 5), 3, 3, ("attribute",), False),
@@ -144,11 +164,11 @@ def rec_example(rng: np.random.Generator, cfg: EngineConfig) -> Example:
     else:
         raise RuntimeError(f"no unambiguous {kinds} expression in 100 scenes of {cfg.width}x{cfg.height}")
     expr, target = found
-    return Example(image=render_scene(scene), task="rec", query=referring.describe(expr),
+    image, hints, record = render(rng, scene, cfg)
+    return Example(image=image, task="rec", query=referring.describe(expr),
                    boxes=[list(scene.objects[target].box)], labels=[referring.describe(expr)], categories=(),
-                   answer=None, meta={"difficulty": difficulty, "expression_kind": referring.kind_of(expr),
-                                      **scene_hints(scene)},
-                   scene={"scene": scene.to_json(), "expression": expr, "target": target})
+                   answer=None, meta={"difficulty": difficulty, "expression_kind": referring.kind_of(expr), **hints},
+                   scene={**record, "expression": expr, "target": target})
 
 
 _OVD_LEVELS = {1: ((2, 5), 3), 2: ((4, 8), 4), 3: ((7, 11), 6)}  # object count range, #shapes
@@ -168,9 +188,10 @@ def ovd_example(rng: np.random.Generator, cfg: EngineConfig) -> Example:
     absent = [s for s in SHAPES if s not in present]
     negatives = set(rng.choice(absent, size=min(len(absent), int(rng.integers(0, 3))), replace=False).tolist())
     categories = tuple(s for s in SHAPES if s in present or s in negatives)
-    return Example(image=render_scene(scene), task="ovd", query="", boxes=[list(o.box) for o in scene.objects],
+    image, hints, record = render(rng, scene, cfg)
+    return Example(image=image, task="ovd", query="", boxes=[list(o.box) for o in scene.objects],
                    labels=[o.shape for o in scene.objects], categories=categories, answer=None,
-                   meta={"difficulty": difficulty, **scene_hints(scene)}, scene={"scene": scene.to_json()})
+                   meta={"difficulty": difficulty, **hints}, scene=record)
 
 
 def qa_example(rng: np.random.Generator, cfg: EngineConfig, index: int | None = None,
@@ -276,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--objects", type=int, nargs=2, default=None, metavar=("LO", "HI"),
                         help="rec/ovd object count range (default: the difficulty's)")
     parser.add_argument("--object_scale", type=float, default=1.0, help="rec/ovd object size factor")
+    parser.add_argument("--repainted", type=float, default=0.0,
+                        help="rec/ovd: share of scenes on a vocabulary background (0-1)")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     families = tuple(c for c in args.families.split(",") if c)
@@ -289,7 +312,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     width, height = args.size or (224, 224)
     cfg = EngineConfig(width=width, height=height, difficulty=args.difficulty or None, families=families,
                        photo=args.photo, stratified=args.stratified, split=args.split,
-                       objects=tuple(args.objects) if args.objects else None, object_scale=args.object_scale)
+                       objects=tuple(args.objects) if args.objects else None, object_scale=args.object_scale,
+                       repainted=args.repainted)
     for task in [t for t in args.task.split(",") if t]:
         samples = generate(args.out, task, args.num, args.seed, cfg, progress=not args.no_progress)
         print(f"wrote {len(samples)} {task} samples to {os.path.join(args.out, ANNOTATION_FILES[task])}")

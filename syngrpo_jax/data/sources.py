@@ -49,15 +49,16 @@ def engine_families(families: str) -> tuple[str, ...]:
 def engine_samples(task: str, cache_root: str, *, num: int, seed: int, size: int, difficulty: int = 0,
                    families: str = "", photo: bool = False, stratified: bool = False,
                    split: str = "train", min_objects: int = 0, max_objects: int = 0,
-                   object_scale: float = 1.0) -> list[Sample]:
+                   object_scale: float = 1.0, repainted: float = 0.0) -> list[Sample]:
     """Engine data for `task`, generated under cache_root unless already there, read back with the readers.
-    min_objects/max_objects: rec/ovd object count range (0, 0: the difficulty's); object_scale: object sizes."""
+    min_objects/max_objects: rec/ovd object count range (0, 0: the difficulty's); object_scale: object sizes;
+    repainted: the share of rec/ovd scenes on vocabulary backgrounds (engine.EngineConfig.repainted)."""
     if task not in engine.ENGINE_TASKS:
         raise ValueError(f"data.task={task!r} has no engine generator (engine tasks: {engine.ENGINE_TASKS})")
     objects = (min_objects, max_objects) if (min_objects or max_objects) else None
     cfg = engine.EngineConfig(width=size, height=size, difficulty=difficulty or None,
                               families=engine_families(families), photo=photo, stratified=stratified, split=split,
-                              objects=objects, object_scale=float(object_scale))
+                              objects=objects, object_scale=float(object_scale), repainted=float(repainted))
     name = f"{split}-{task}-n{num}-seed{seed}-{size}px-d{difficulty}"
     if task == "qa" and cfg.families != engine.QA_CATEGORIES:
         name += "-" + "+".join(cfg.families)
@@ -66,6 +67,8 @@ def engine_samples(task: str, cache_root: str, *, num: int, seed: int, size: int
         name += f"-o{min_objects}-{max_objects}"
     if object_scale != 1.0:
         name += f"-x{object_scale:g}"
+    if repainted:
+        name += f"-r{repainted:g}"
     cache_dir = os.path.join(cache_root, name)
     annotation = os.path.join(cache_dir, engine.ANNOTATION_FILES[task])
     if not os.path.isfile(annotation):
@@ -81,7 +84,7 @@ def load_samples(data_cfg, cache_root: str, *, split: str = "train") -> list[Sam
                                  difficulty=e.difficulty, families=e.get("families", ""),
                                  photo=e.get("photo", False), stratified=e.get("stratified", False), split=split,
                                  min_objects=e.get("min_objects", 0), max_objects=e.get("max_objects", 0),
-                                 object_scale=e.get("object_scale", 1.0))
+                                 object_scale=e.get("object_scale", 1.0), repainted=e.get("repainted", 0.0))
     elif data_cfg.source == "files":
         samples = read_files(data_cfg.task, data_cfg.train_path, data_cfg.image_root, split=split)
     else:
