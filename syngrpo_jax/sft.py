@@ -179,6 +179,7 @@ def export_warm_start(config, out_dir: str) -> str:
     pol = policy_lib.load_policy(config.model, work, seed=config.seed, corpus=policy_lib.task_corpus(samples, fmt))
     graphdef, state = nnx.split(pol.model)
     params = nnx.to_pure_dict(state)
+    samples = warm_start_pool(config, samples, os.path.join(work, "data"))  # as the trainer's warm start
     with MetricsWriter(os.path.join(work, "sft"), tensorboard=False) as writer:
         params, losses = warm_start(config, pol.model.config, graphdef, params, samples, pol.tokenizer,
                                     steps=config.sft.steps, batch_size=config.sft.batch_size,

@@ -126,3 +126,22 @@ def test_restart_every_restarts_the_optimizer_without_warmup(run, monkeypatch):
     _, losses = sft.warm_start(c, pol.model.config, graphdef, fresh(state), [p.sample for p in prepared],
                                pol.tokenizer, steps=5, batch_size=2, learning_rate=1e-3, warmup_steps=3)
     assert inits == [3, 0, 0] and len(losses) == 5 and np.isfinite(losses).all()
+
+
+def test_the_exported_warm_start_trains_on_the_trainer_s_pool(tmp_path):
+    """`python -m syngrpo_jax.sft` warms up on the same pool as the trainer (sft.num_samples of the source, not the
+    run's data.num_samples) and writes an HF model directory with its recipe."""
+    import json
+    import os
+
+    c = tiny_cpu.get_config("scale=test")
+    c.data.engine.num = 6
+    c.data.num_samples = 2
+    c.sft.num_samples = 5
+    c.sft.steps = 2
+    out = sft.export_warm_start(c, str(tmp_path / "warm"))
+    with open(os.path.join(out, "warm_start.json")) as f:
+        recipe = json.load(f)
+    assert recipe["num_samples"] == 5 and len(recipe["loss"]) == 2 and np.isfinite(recipe["loss"]).all()
+    assert {"config.json", "tokenizer.json"} <= set(os.listdir(out))
+    assert any(name.endswith(".safetensors") for name in os.listdir(out))
