@@ -25,6 +25,8 @@ Fields of one split (`config.eval.splits.<name>`; the name labels its metrics, t
   stratified              engine, qa: every (family, difficulty) equally often
   min_objects, max_objects  engine (rec, ovd): object count range; 0, 0: the difficulty's
   object_scale            engine (rec, ovd): object size factor (1: the engine's sizes)
+  repainted               engine (rec, ovd): share of scenes on vocabulary backgrounds (the data server's kind of
+                          image; engine.EngineConfig.repainted), 0-1
 
 Fields a split leaves out take the defaults in SPLIT_DEFAULTS (`task` has none); an unknown field is an error (a
 typo would otherwise silently evaluate something else). `config.eval.num_samples` (0: all) keeps the first N
@@ -47,7 +49,7 @@ log = logging.getLogger(__name__)
 SPLIT_DEFAULTS: dict[str, Any] = dict(
     task="", source="engine", path="", image_root="", max_boxes_per_category=0,
     num=64, seed=1, size=112, difficulty=0, families="", photo=False, stratified=False,
-    min_objects=0, max_objects=0, object_scale=1.0,
+    min_objects=0, max_objects=0, object_scale=1.0, repainted=0.0,
 )
 
 
@@ -108,6 +110,9 @@ def split_fields(name: str, split: Mapping[str, Any]) -> dict[str, Any]:
                                    "min_objects <= max_objects, both >= 1 (or both 0: the difficulty's range)")
         if not isinstance(f["object_scale"], (int, float)) or not 0.5 <= f["object_scale"] <= MAX_OBJECT_SCALE:
             raise SplitConfigError(name, "object_scale", f["object_scale"], f"must be in [0.5, {MAX_OBJECT_SCALE}]")
+        if isinstance(f["repainted"], bool) or not isinstance(f["repainted"], (int, float)) \
+                or not 0 <= f["repainted"] <= 1:
+            raise SplitConfigError(name, "repainted", f["repainted"], "must be a share in [0, 1]")
     return f
 
 
@@ -117,7 +122,8 @@ def read_split(name: str, f: Mapping[str, Any], data_dir: str) -> list[Sample]:
         return sources.engine_samples(f["task"], data_dir, num=f["num"], seed=f["seed"], size=f["size"],
                                       difficulty=f["difficulty"], families=f["families"], photo=f["photo"],
                                       stratified=f["stratified"], split=name, min_objects=f["min_objects"],
-                                      max_objects=f["max_objects"], object_scale=f["object_scale"])
+                                      max_objects=f["max_objects"], object_scale=f["object_scale"],
+                                      repainted=f["repainted"])
     if f["task"] in DETECTION_TASKS:
         return read_coco_detection(f["path"], f["image_root"] or None, task=f["task"], split=name,
                                    max_boxes_per_category=f["max_boxes_per_category"] or None)
