@@ -57,7 +57,8 @@ def test_three_steps_with_the_vllm_worker_killed_midway(tmp_path):
     workdir, log_path = tmp_path / "run", tmp_path / "train.log"
     cmd = [sys.executable, "-m", "syngrpo_jax.train", f"--config={TINY_CPU}:steps=3,sft_steps=40,num_samples=16",
            "--config.rollout.engine=vllm", "--config.rollout.vllm.max_restarts=1",
-           "--config.eval.splits.rec_val.num=16", f"--workdir={workdir}"]  # the demo's 200: minutes on vLLM's CPU
+           "--config.eval.splits.rec_val.num=16", "--config.eval.splits.rec_repainted.num=16",
+           f"--workdir={workdir}"]  # the demo's 200 per split: minutes on vLLM's CPU
     env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", XLA_FLAGS="")  # one device, as the command runs
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
