@@ -89,7 +89,8 @@ class EngineConfig:
             raise ValueError(f"objects={self.objects!r}: must be None or (lo, hi) with 1 <= lo <= hi")
         if not 0.5 <= self.object_scale <= MAX_OBJECT_SCALE:
             raise ValueError(f"object_scale={self.object_scale!r}: must be in [0.5, {MAX_OBJECT_SCALE}]")
-        if not (isinstance(self.repainted, (int, float)) and 0.0 <= self.repainted <= 1.0):
+        if isinstance(self.repainted, bool) or not (isinstance(self.repainted, (int, float))
+                                                     and 0.0 <= self.repainted <= 1.0):
             raise ValueError(f"repainted={self.repainted!r}: must be a share in [0, 1]")
 
 

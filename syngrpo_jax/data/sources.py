@@ -58,7 +58,7 @@ def engine_samples(task: str, cache_root: str, *, num: int, seed: int, size: int
     objects = (min_objects, max_objects) if (min_objects or max_objects) else None
     cfg = engine.EngineConfig(width=size, height=size, difficulty=difficulty or None,
                               families=engine_families(families), photo=photo, stratified=stratified, split=split,
-                              objects=objects, object_scale=float(object_scale), repainted=float(repainted))
+                              objects=objects, object_scale=float(object_scale), repainted=repainted)
     name = f"{split}-{task}-n{num}-seed{seed}-{size}px-d{difficulty}"
     if task == "qa" and cfg.families != engine.QA_CATEGORIES:
         name += "-" + "+".join(cfg.families)

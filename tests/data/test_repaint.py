@@ -100,10 +100,12 @@ def test_the_share_is_the_configured_one_and_the_cache_keeps_settings_apart(tmp_
     assert all("background_description" in s.meta for s in mixed)
 
 
-@pytest.mark.parametrize("bad", [-0.1, 1.5, "half"])
-def test_a_bad_share_is_refused_by_name(bad):
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "half", True])
+def test_a_bad_share_is_refused_by_name(bad, tmp_path):
     with pytest.raises(ValueError, match="repainted"):
         engine.EngineConfig(repainted=bad)
+    with pytest.raises(ValueError, match="repainted"):
+        engine_samples("rec", str(tmp_path), num=1, seed=0, size=SIZE, difficulty=1, repainted=bad)
 
 
 @pytest.mark.parametrize("texture", TEXTURES)
