@@ -311,10 +311,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.out:
         parser.error("--out is required (or --gallery)")
     width, height = args.size or (224, 224)
-    cfg = EngineConfig(width=width, height=height, difficulty=args.difficulty or None, families=families,
-                       photo=args.photo, stratified=args.stratified, split=args.split,
-                       objects=tuple(args.objects) if args.objects else None, object_scale=args.object_scale,
-                       repainted=args.repainted)
+    try:
+        cfg = EngineConfig(width=width, height=height, difficulty=args.difficulty or None, families=families,
+                           photo=args.photo, stratified=args.stratified, split=args.split,
+                           objects=tuple(args.objects) if args.objects else None, object_scale=args.object_scale,
+                           repainted=args.repainted)
+    except ValueError as e:
+        parser.error(str(e))
     for task in [t for t in args.task.split(",") if t]:
         samples = generate(args.out, task, args.num, args.seed, cfg, progress=not args.no_progress)
         print(f"wrote {len(samples)} {task} samples to {os.path.join(args.out, ANNOTATION_FILES[task])}")

@@ -7,6 +7,7 @@ import pytest
 from syngrpo_jax.data import descriptions, engine, referring
 from syngrpo_jax.data.backgrounds import render_background
 from syngrpo_jax.data.descriptions import TEXTURES
+from syngrpo_jax.data.rec_jsonl import read_rec
 from syngrpo_jax.data.shape_scene import DECOY_SHAPES, Scene, SceneObject, coverage, render_scene
 from syngrpo_jax.data.sources import engine_samples
 
@@ -113,3 +114,12 @@ def test_a_target_description_never_repeats_a_repainted_scene_s_texture(texture)
     """The warm-start description of a repainted sample asks for a texture other than the one it shows."""
     drawn = {descriptions.parse(descriptions.for_sample(f"rec-{i:06d}", (), texture)).texture for i in range(60)}
     assert texture not in drawn and len(drawn) == len(TEXTURES) - 1
+
+
+def test_the_engine_cli_repaints_and_refuses_a_bad_share_by_name(tmp_path, capsys):
+    engine.main([f"--out={tmp_path}", "--task=rec", "--num=6", "--size=112", "--difficulty=1", "--objects", "1", "1",
+                 "--repainted=1", "--no_progress"])
+    assert all("background_description" in s.meta for s in read_rec(tmp_path / "rec.jsonl"))
+    with pytest.raises(SystemExit):
+        engine.main([f"--out={tmp_path}", "--task=rec", "--num=1", "--repainted=2", "--no_progress"])
+    assert "repainted=2.0: must be a share in [0, 1]" in capsys.readouterr().err
