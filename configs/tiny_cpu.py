@@ -8,9 +8,9 @@ A tiny Qwen2.5-VL-architecture model and tokenizer are built on the fly; REC dat
 (shape scenes with referring expressions); a supervised warm start teaches the response format, then Syn-GRPO
 trains while the procedural data server (a subprocess) rewrites backgrounds from the policy's descriptions.
 Arguments: method=<name> (any of syngrpo_jax.methods.METHODS), steps=<int> (RL steps; default: 100 for the REC
-demo, else 40), sft_steps=<int> (default: the scale's), scale=demo|test (test: a smaller model, 8 samples and short responses, for the test suite), sync (wait
-for synthesis), gamma,
-num_samples (the RL pool; default: 256 for the REC demo, else 64; the sweeps of configs/sweeps.py), task=rec|qa (qa: the data engine's QA families with strict
+demo, else 40), sft_steps=<int> (default: the scale's), scale=demo|test (test: a smaller model, 8 samples and
+short responses, for the test suite), sync (wait for synthesis), gamma, num_samples (the RL pool; default: 256 for
+the REC demo, else 64; the sweeps of configs/sweeps.py), task=rec|qa (qa: the data engine's QA families with strict
 \boxed{} answers, KL 0 and adaptive difficulty: fresh samples at the level each family passes about half the time).
 """
 from syngrpo_jax import methods, run_config

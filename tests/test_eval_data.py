@@ -1,4 +1,5 @@
-"""Engine split fields for object count, scale and repainted backgrounds: validated with the field named, and passed to the engine."""
+"""Engine split fields for object count, scale and repainted backgrounds: validated with the field named, and
+passed to the engine."""
 import re
 
 import ml_collections

@@ -1,4 +1,7 @@
 """The SFT loss: answer-token weights land exactly on <answer>...; the weighted mean is the weighted mean."""
+import json
+import os
+
 import jax
 import numpy as np
 import optax
@@ -131,9 +134,6 @@ def test_restart_every_restarts_the_optimizer_without_warmup(run, monkeypatch):
 def test_the_exported_warm_start_trains_on_the_trainer_s_pool(tmp_path):
     """`python -m syngrpo_jax.sft` warms up on the same pool as the trainer (sft.num_samples of the source, not the
     run's data.num_samples) and writes an HF model directory with its recipe."""
-    import json
-    import os
-
     c = tiny_cpu.get_config("scale=test")
     c.data.engine.num = 6
     c.data.num_samples = 2

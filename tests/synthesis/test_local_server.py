@@ -93,7 +93,8 @@ def test_a_sigkilled_launchers_temp_dir_is_reclaimed_by_the_next_start(helpers, 
         assert service_process.reclaim_orphaned_dirs() == []  # its launcher still runs
         launcher.send_signal(signal.SIGKILL)
         launcher.wait(10)
-        assert helpers.wait_until(lambda: not service_process.pid_alive(server_pid), 15)  # the server follows its launcher
+        # The server follows its launcher.
+        assert helpers.wait_until(lambda: not service_process.pid_alive(server_pid), 15)
         assert orphan.is_dir()
 
         with start_local_server("procedural") as server:
