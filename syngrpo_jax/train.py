@@ -41,11 +41,18 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file (conf
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, synthesized images).")
 
 
+RELAUNCH = "relaunch the same command on every process to resume from the latest checkpoint"
+
+
 def main(argv):
     del argv
     setup_logging()
     m = _CONFIG.value.multiprocess
     distributed.initialize(heartbeat_timeout_s=m.heartbeat_timeout_s, shutdown_timeout_s=m.shutdown_timeout_s)
+    if jax.process_count() > 1:  # one lost process ends them all, most often without a word from Python
+        distributed.report_unclean_exit(
+            f"process {jax.process_index()} of {jax.process_count()} was ended (killed, or stopped by JAX's "
+            f"coordination service because another process was lost: see the error above); {RELAUNCH}.")
     try:
         summary = train(_CONFIG.value, _WORKDIR.value)
     except (CheckpointError, SynthesisServerLost) as e:  # the message says what and where; a traceback would not
@@ -55,8 +62,7 @@ def main(argv):
             logging.getLogger(__name__).error(
                 "process %d: a collective with the other processes failed. If one of them was lost, JAX's "
                 "coordination service names it within multiprocess.heartbeat_timeout_s=%d s and ends this process; "
-                "relaunch the same command on every process to resume from the latest checkpoint.",
-                jax.process_index(), m.heartbeat_timeout_s)
+                "%s.", jax.process_index(), m.heartbeat_timeout_s, RELAUNCH)
         raise
     if jax.process_index() != 0:  # process 0 reports for the run
         return

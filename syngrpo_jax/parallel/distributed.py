@@ -10,13 +10,18 @@ stops for `heartbeat_timeout_s` (it died, or its host did), the service tells ev
 terminates with "The following tasks are unhealthy (stopped sending heartbeats): <process ids>"; when process 0
 itself dies, the others fail their next call to it at once ("the leader task ... died"). Either way every process
 exits within about heartbeat_timeout_s, naming the lost one, and a relaunch resumes from the last checkpoint.
+Nothing in a process can log once the coordination service has aborted it, so `report_unclean_exit` leaves the
+advice to a tiny watcher process that shares its stderr (below).
 The coordinator binds where it is reached when that is a loopback address (a one-machine job opens no port to the
 network); otherwise on every interface, as JAX does.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import subprocess
+import sys
 
 import jax
 
@@ -54,3 +59,32 @@ def initialize(*, heartbeat_timeout_s: int = 100, shutdown_timeout_s: int = 300,
     log.info("process %d of %d (pid %d), %d local / %d global devices; lost processes detected after %d s",
              jax.process_index(), jax.process_count(), os.getpid(), jax.local_device_count(), jax.device_count(),
              heartbeat_timeout_s)
+
+
+# The watcher: reads its stdin (a pipe from the watched process) to the end and, unless it got the all-clear,
+# writes its message to its stderr (the watched process's own). It ignores Ctrl-C, which reaches the whole group.
+_WATCHER = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+if sys.stdin.buffer.read() != b"clean":
+    sys.stderr.write(sys.argv[1] + "\\n")
+"""
+
+
+def report_unclean_exit(message: str) -> subprocess.Popen:
+    """Have `message` written to this process's stderr if it ends without Python's shutdown: SIGKILL, the OOM
+    killer, or the abort with which JAX's coordination service ends every process when one is lost. A normal exit,
+    an uncaught exception or SystemExit included, sends the all-clear (atexit) and the watcher says nothing."""
+    sys.stderr.flush()
+    watcher = subprocess.Popen([sys.executable, "-c", _WATCHER, message], stdin=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL)
+
+    def all_clear():
+        try:
+            watcher.stdin.write(b"clean")
+            watcher.stdin.close()
+        except OSError:  # the watcher was killed with its group: nothing to tell it
+            pass
+
+    atexit.register(all_clear)
+    return watcher
