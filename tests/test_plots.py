@@ -252,3 +252,20 @@ def test_curves_plot_the_training_images_complexity(tmp_path):
     panel = next(ax for ax in fig.axes if ax.get_title() == "Training-image background complexity")
     ys = {line.get_gid().split("|")[1]: line.get_ydata().tolist() for line in panel.get_lines() if line.get_gid()}
     assert ys == {"data/bytes_per_pixel": bpp, "data/edge_density": edges}
+
+
+def test_evaluations_are_drawn_as_marked_points(tmp_path):
+    """A run evaluated only before and after (the demo) must not look like a measured straight line: each
+    evaluation is a marker at its step; the per-step training curves carry none."""
+    with MetricsWriter(str(tmp_path), tensorboard=False) as w:
+        for step in range(0, 101):
+            m = {"entropy": 0.3}
+            if step in (0, 100):
+                m["eval/rec_val/acc@0.5"] = 0.545 if step == 0 else 0.605
+            w.write(step, m)
+    fig = plots.plot_curves(str(tmp_path), str(tmp_path / "c.png"))
+    lines = lines_by_gid(fig)
+    evaluated = next(line for gid, line in lines.items() if gid.endswith("|eval/rec_val/acc@0.5|raw"))
+    assert evaluated.get_xdata().tolist() == [0, 100] and evaluated.get_ydata().tolist() == [0.545, 0.605]
+    assert evaluated.get_marker() == "o"
+    assert next(line for gid, line in lines.items() if gid.endswith("|entropy|raw")).get_marker() in ("None", None)

@@ -65,8 +65,10 @@ def _draw_panels(fig: Figure, panels, runs: Sequence[Run], smoothing: float, nco
                     continue
                 name = f"{run.label} {suffix}".strip() if len(runs) > 1 or suffix else run.label
                 draw_smooth = smoothed and smoothing > 0 and len(steps) > 1
+                # Evaluations are sparse (often just before and after): a marker shows where each one is.
+                marked = len(steps) == 1 or metric.startswith("eval/")
                 raw, = ax.plot(steps, values, style, color=color, lw=1.0, alpha=0.25 if draw_smooth else 0.95,
-                               label=None if draw_smooth else name, marker="o" if len(steps) == 1 else None)
+                               label=None if draw_smooth else name, marker="o" if marked else None, ms=4)
                 raw.set_gid(f"{run.label}|{metric}|raw")
                 if draw_smooth:
                     line, = ax.plot(steps, ema(values, smoothing), style, color=color, lw=1.6, label=name)
