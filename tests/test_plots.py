@@ -269,3 +269,18 @@ def test_evaluations_are_drawn_as_marked_points(tmp_path):
     assert evaluated.get_xdata().tolist() == [0, 100] and evaluated.get_ydata().tolist() == [0.545, 0.605]
     assert evaluated.get_marker() == "o"
     assert next(line for gid, line in lines.items() if gid.endswith("|entropy|raw")).get_marker() in ("None", None)
+
+
+def test_gallery_enlarges_small_images_pixel_for_pixel(tmp_path):
+    """A demo image (112 px) is drawn larger than it is: without smoothing, so a 1-px edge stays one (enlarged)
+    pixel instead of a blurred band. A large image is shrunk with antialiasing."""
+    small, large = solid_png(tmp_path / "small.png", RED, size=(112, 112)), solid_png(tmp_path / "large.png", RED,
+                                                                                      size=(600, 400))
+    tracked = [{"sample_id": "s", "original": small, "history": []},
+               {"sample_id": "l", "original": large, "history": []}]
+    (tmp_path / "gallery.json").write_text(json.dumps({"tracked": tracked}))
+    with MetricsWriter(str(tmp_path), tensorboard=False) as w:
+        w.write(0, {"epoch": 0, "entropy": 1.0})
+    fig = plots.plot_gallery(str(tmp_path), str(tmp_path / "g.png"))
+    shown = [ax.get_images()[0] for ax in fig.axes if ax.get_images()]
+    assert [im.get_interpolation() for im in shown] == ["nearest", "nearest", "antialiased", "antialiased"]

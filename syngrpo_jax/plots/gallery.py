@@ -64,6 +64,9 @@ def gallery_columns(tracked: dict, epochs: Sequence[int]) -> list[dict | None]:
     return out
 
 
+_SMALL = 256  # pixels: images up to this side are shown larger than they are (a cell is about 230 px)
+
+
 def _load_image(path: str, max_side: int = 384) -> np.ndarray | None:
     from PIL import Image
 
@@ -141,8 +144,8 @@ def plot_gallery(workdir: str, out_path: str, max_epochs: int | None = None, max
                 reason = "missing" if not os.path.exists(image_path) else "unreadable"
                 ax.text(0.5, 0.5, f"{reason}\n{os.path.basename(image_path)[:28]}", transform=ax.transAxes,
                         ha="center", va="center", fontsize=8, color="0.25")
-            else:
-                ax.imshow(image)
+            else:  # a small image is enlarged pixel for pixel: smoothing would blur a 1-px edge into a band
+                ax.imshow(image, interpolation="nearest" if max(image.shape[:2]) <= _SMALL else "antialiased")
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():
